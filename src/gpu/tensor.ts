@@ -1,0 +1,180 @@
+// Tensor: a shape, a dtype and the GPU buffer(s) holding it.
+//
+// Storage layouts (row-major, dim 0 outermost):
+//   f32, i32, u32 : 4 bytes per element
+//   f16           : 2 bytes per element (needs shader-f16 to be read as f16 in WGSL)
+//   bf16          : 2 bytes per element, packed two per u32 word, element 2w in the low half;
+//                   kernels widen with bitcast<f32>(w << 16u) / bitcast<f32>(w & 0xffff0000u)
+//
+// A tensor larger than one storage binding is split by rows (dim 0) into parts, each part a
+// buffer of `rows` whole rows. Kernels that read weights take one part per dispatch.
+
+import type { Gpu } from './device.js';
+
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'u32';
+
+export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, u32: 4 };
+
+export interface TensorPart {
+  buffer: GPUBuffer;
+  /** first row (along dim 0) held by this part */
+  rowStart: number;
+  /** number of rows held by this part */
+  rows: number;
+}
+
+export function numelOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Bytes of storage for `numel` elements, rounded up to whole 32-bit words. */
+export function storageBytes(dtype: DType, numel: number): number {
+  return Math.ceil((numel * BYTES_PER_ELEMENT[dtype]) / 4) * 4;
+}
+
+export function checkShape(shape: readonly number[], what = 'tensor'): void {
+  if (shape.length === 0 || shape.some((d) => !Number.isInteger(d) || d <= 0)) {
+    throw new Error(`${what}: invalid shape [${shape.join(', ')}] (dims must be positive integers)`);
+  }
+}
+
+export class Tensor {
+  private released = false;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    readonly parts: readonly TensorPart[],
+    /** pooled tensors go back to the pool on release; others are destroyed */
+    private readonly pooled: boolean,
+    readonly label = 'tensor',
+  ) {}
+
+  get numel(): number {
+    return numelOf(this.shape);
+  }
+
+  get rows(): number {
+    return this.shape[0];
+  }
+
+  /** elements per row (product of dims after the first) */
+  get rowSize(): number {
+    return this.numel / this.shape[0];
+  }
+
+  get byteSize(): number {
+    return storageBytes(this.dtype, this.numel);
+  }
+
+  get isSplit(): boolean {
+    return this.parts.length > 1;
+  }
+
+  /** The single buffer of an unsplit tensor. Kernels that cannot take split inputs use this. */
+  get buffer(): GPUBuffer {
+    this.assertLive();
+    if (this.parts.length !== 1) {
+      throw new Error(`${this.label}: tensor [${this.shape.join(', ')}] is split into ${this.parts.length} buffers; this op needs it in one binding`);
+    }
+    return this.parts[0].buffer;
+  }
+
+  assertLive(): void {
+    if (this.released) throw new Error(`${this.label}: tensor used after release`);
+  }
+
+  /** Same storage, new shape with the same element count (no copy). */
+  reshape(shape: number[]): Tensor {
+    const n = numelOf(shape);
+    if (n !== this.numel) throw new Error(`${this.label}: cannot reshape [${this.shape.join(', ')}] to [${shape.join(', ')}]`);
+    if (this.isSplit) throw new Error(`${this.label}: cannot reshape a split tensor`);
+    return new Tensor(this.gpu, shape, this.dtype, [{ ...this.parts[0], rows: shape[0] }], false, this.label);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (const p of this.parts) {
+      if (this.pooled) this.gpu.pool.release(p.buffer);
+      else p.buffer.destroy();
+    }
+  }
+}
+
+/** Convert float32 values to bf16 bit patterns with round-to-nearest-even (as torch does). */
+export function toBf16Bits(values: ArrayLike<number>): Uint16Array {
+  const f = new Float32Array(values.length);
+  f.set(values as ArrayLike<number>);
+  const u = new Uint32Array(f.buffer);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < u.length; i++) {
+    const x = u[i];
+    if ((x & 0x7fffffff) > 0x7f800000) out[i] = (x >>> 16) | 0x40; // quiet NaN
+    else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+export function bf16BitsToF32(bits: Uint16Array): Float32Array {
+  const u = new Uint32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
+  return new Float32Array(u.buffer);
+}
+
+/** Convert float32 values to IEEE half bit patterns (round to nearest even). */
+export function toF16Bits(values: ArrayLike<number>): Uint16Array {
+  const out = new Uint16Array(values.length);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i];
+    const x = u[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    let e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      let h = mant >>> shift;
+      const rem = mant & ((1 << shift) - 1);
+      const half = 1 << (shift - 1);
+      if (rem > half || (rem === half && h & 1)) h++;
+      out[i] = sign | h;
+      continue;
+    }
+    let h = (e << 10) | (mant >>> 13);
+    const rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+    out[i] = sign | h;
+  }
+  return out;
+}
+
+export function f16BitsToF32(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >>> 10) & 0x1f;
+    const m = h & 0x3ff;
+    if (e === 0) out[i] = s * m * 2 ** -24;
+    else if (e === 0x1f) out[i] = m ? NaN : s * Infinity;
+    else out[i] = s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}
