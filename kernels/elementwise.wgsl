@@ -1,23 +1,61 @@
-// Elementwise ops on f32 tensors, one element per invocation.
+// Elementwise ops on f32 tensors, one element per invocation. x is viewed as [n / c, c] rows.
 //
-// Variant key OP:
-//   add   : out[i] = a[i] + b[i]
-//   mul   : out[i] = a[i] * b[i]
-//   scale : out[i] = a[i] * params.alpha            (b is bound but unused by the math)
+// Variant key OP (exactly one):
+//   add      : out[i] = a[i] + b[i]
+//   mul      : out[i] = a[i] * b[i]
+//   scale    : out[i] = a[i] * alpha
+//   gelu     : out[i] = 0.5 a[i] (1 + erf(a[i] / sqrt 2))            (exact erf form)
+//   silu     : out[i] = a[i] / (1 + exp(-a[i]))
+//   silu_mul : out[i] = silu(a[i]) * b[i]                              (SwiGLU)
+//   modulate : out[r, j] = a[r, j] * (1 + b[f, off1 + j]) + b[f, off0 + j],   f = r / p
+//              (b = AdaLN output [frames, mod_stride]; off0/off1 = shift/scale chunk * c)
+//   gated    : out[r, j] = a[r, j] + LS ? ls[j] : 1 * GATE ? g[f, off0 + j] : 1 * b[r, j]
+//              (gated residual; defines LS and GATE pick the factors)
 //
 // Bindings (group 0):
-//   0 params  uniform { n: u32, alpha: f32 }
-//   1 a       storage read  array<f32>  [n]
-//   2 b       storage read  array<f32>  [n]
-//   3 out     storage rw    array<f32>  [n]
+//   0 params  uniform { n, alpha: f32, c, p, mod_stride, off0, off1, pad }   (u32 unless noted)
+//   1 a       storage read  array<f32> [n]
+//   2 out     storage rw    array<f32> [n]
+//   3 b       storage read  array<f32>   add/mul/silu_mul: [n]; modulate: [frames, mod_stride];
+//                                          gated: y [n]                       (not in scale/gelu/silu)
+//   4 ls      storage read  array<f32> [c]                    (gated with LS)
+//   4/5 g     storage read  array<f32> [frames, mod_stride] (gated with GATE: binding 4, or 5 with LS)
 // Dispatch: workgroup 256; grid (min(ceil(n/256), 65535), ceil(ceil(n/256)/65535)), flattened.
 
-struct Params { n: u32, alpha: f32 }
+struct Params { n: u32, alpha: f32, c: u32, p: u32, mod_stride: u32, off0: u32, off1: u32, pad: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#if !UNARY
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+#endif
+#if LS
+@group(0) @binding(4) var<storage, read> ls: array<f32>;
+#endif
+#if GATE
+@group(0) @binding({{GATE_BINDING}}) var<storage, read> g: array<f32>;
+#endif
+
+// erfc(z) for z >= 0 with relative error < 1.2e-7 (Chebyshev fit of erfc(z) exp(z^2), Numerical
+// Recipes' erfcc form); going through erfc keeps the negative GELU tail accurate (no 1 + erf cancellation).
+fn erfc_pos(z: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+             t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  return t * exp(-z * z + poly);
+}
+
+// Phi(x) = 0.5 erfc(-x / sqrt 2), the standard normal CDF
+fn normal_cdf(x: f32) -> f32 {
+  let z = abs(x) * 0.70710678118654752;
+  let tail = 0.5 * erfc_pos(z);
+  return select(1.0 - tail, tail, x < 0.0);
+}
+
+fn silu(x: f32) -> f32 {
+  return x / (1.0 + exp(-x));
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -28,6 +66,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #elif OP_MUL
   out[i] = a[i] * b[i];
 #elif OP_SCALE
-  out[i] = a[i] * params.alpha + 0.0 * b[0];
+  out[i] = a[i] * params.alpha;
+#elif OP_GELU
+  out[i] = a[i] * normal_cdf(a[i]);
+#elif OP_SILU
+  out[i] = silu(a[i]);
+#elif OP_SILU_MUL
+  out[i] = silu(a[i]) * b[i];
+#elif OP_MODULATE
+  let j = i % params.c;
+  let m = (i / params.c / params.p) * params.mod_stride + j;
+  out[i] = a[i] * (1.0 + b[m + params.off1]) + b[m + params.off0];
+#elif OP_GATED
+  let j = i % params.c;
+  var y = b[i];
+#if LS
+  y *= ls[j];
+#endif
+#if GATE
+  y *= g[(i / params.c / params.p) * params.mod_stride + params.off0 + j];
+#endif
+  out[i] = a[i] + y;
 #endif
 }
