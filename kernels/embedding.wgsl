@@ -1,0 +1,48 @@
+// Embedding gather: out[t, :] = table[ids[t], :], for a table [vocab, d] that may be split by rows
+// into parts (the 92553 x 4096 bf16 table is 758 MB, over one 128 MiB binding). One dispatch per
+// part; each writes only the tokens whose id falls in its rows [row_start, row_start + rows).
+// Ids outside [0, vocab) read nothing and get a zero row, written by the dispatch with
+// FIRST = 1 (so every output element is written exactly once).
+//
+// Variants: BF16 (table packed two per u32, element 2w in the low half) or f32 table.
+//
+// Bindings (group 0):
+//   0 params  uniform { n, d, row_start, rows, vocab, first: u32 }
+//   1 ids     storage read  array<i32> [n]
+//   2 table   storage read  BF16: array<u32> [ceil(rows*d/2)]; else array<f32> [rows, d]   (this part)
+//   3 out     storage rw    array<f32> [n, d]
+// Dispatch: workgroup 256 along d; grid (ceil(d/256), min(n, 65535), ceil(n/65535));
+//   token = wg.y + wg.z * 65535.
+
+struct Params { n: u32, d: u32, row_start: u32, rows: u32, vocab: u32, first: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> ids: array<i32>;
+#if BF16
+@group(0) @binding(2) var<storage, read> table: array<u32>;
+#else
+@group(0) @binding(2) var<storage, read> table: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let token = wg.y + wg.z * 65535u;
+  let col = wg.x * 256u + lid;
+  if (token >= params.n || col >= params.d) { return; }
+  let id = ids[token];
+  let o = token * params.d + col;
+  if (id < 0 || u32(id) >= params.vocab) {
+    if (params.first == 1u) { out[o] = 0.0; }
+    return;
+  }
+  let local = u32(id) - params.row_start; // wraps to a huge value for ids below this part
+  if (local >= params.rows) { return; }
+  let e = local * params.d + col;
+#if BF16
+  let w = table[e / 2u];
+  out[o] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (e & 1u) == 1u));
+#else
+  out[o] = table[e];
+#endif
+}

@@ -1,0 +1,33 @@
+// Embedding gather (kernels/embedding.wgsl): ids i32 [N] x table [V, D] (bf16 or f32, possibly
+// split by rows into parts) -> f32 [N, D].
+
+import type { Recorder } from '../gpu/recorder.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { expectDtype, fmt } from './common.js';
+
+/**
+ * Rows of `table` for each id. Ids outside [0, V) give zero rows on the GPU (nothing is read out
+ * of bounds); pass `hostIds` (the same ids, when the host has them) to have them rejected instead.
+ */
+export function embedding(rec: Recorder, ids: Tensor, table: Tensor, hostIds?: ArrayLike<number>): Tensor {
+  expectDtype('embedding', 'ids', ids, 'i32');
+  expectDtype('embedding', 'table', table, 'bf16', 'f32');
+  if (ids.shape.length !== 1) throw new Error(`embedding: ids has shape ${fmt(ids.shape)}; expected [N]`);
+  if (table.shape.length !== 2) throw new Error(`embedding: table has shape ${fmt(table.shape)}; expected [vocab, dim]`);
+  const [vocab, d] = table.shape;
+  const n = ids.shape[0];
+  if (hostIds) {
+    if (hostIds.length !== n) throw new Error(`embedding: ${hostIds.length} host ids for ${n} ids`);
+    for (let i = 0; i < n; i++) {
+      const id = hostIds[i];
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new Error(`embedding: id ${id} at position ${i} is outside the vocabulary [0, ${vocab})`);
+    }
+  }
+  const out = rec.gpu.empty([n, d], 'f32', 'embedding');
+  const grid: [number, number, number] = [Math.ceil(d / 256), Math.min(n, 65535), Math.ceil(n / 65535)];
+  table.parts.forEach((p, k) => {
+    const params = rec.uniform([n, d, p.rowStart, p.rows, vocab, k === 0 ? 1 : 0]);
+    rec.dispatch('embedding', { BF16: table.dtype === 'bf16' }, [params, ids, p.buffer, out], grid, `embedding[${p.rowStart}:${p.rowStart + p.rows}]`);
+  });
+  return out;
+}
