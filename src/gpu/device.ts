@@ -23,6 +23,8 @@ export type AdapterClass = 'software' | 'hardware';
 export interface GpuFeatures {
   f16: boolean;
   subgroups: boolean;
+  /** smallest subgroup size the adapter may use (0 when unknown or without subgroups) */
+  subgroupMinSize: number;
   timestamps: boolean;
 }
 
@@ -88,7 +90,7 @@ export async function getDevice(options: GpuOptions = {}): Promise<Gpu> {
     keepAlive: [navGpu, adapter],
     description: describe(info),
     adapterClass: options.adapterClass ?? (software ? 'software' : 'hardware'),
-    features: { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups'), timestamps: device.features.has('timestamp-query') },
+    features: { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups'), subgroupMinSize: device.features.has('subgroups') ? ((info as { subgroupMinSize?: number }).subgroupMinSize ?? 0) : 0, timestamps: device.features.has('timestamp-query') },
     maxBinding: Math.min(device.limits.maxStorageBufferBindingSize, options.maxStorageBufferBindingSize ?? Infinity),
   });
   gpu.pool.poison = options.poison ?? false;

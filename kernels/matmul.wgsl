@@ -1,0 +1,268 @@
+// Matmul for many rows: out[m, n0 + n] = epilogue(sum_k x[m, k] * w[n, k]), f32 accumulation,
+// for one row-part w = rows [n0, n0 + nPart) of a PyTorch Linear weight [N, K].
+//
+// Weights (one define):
+//   W_F32  : f32.
+//   W_BF16 : bf16 packed two per u32, element e of the part in word e >> 1, low half first;
+//            widened with bitcast<f32>(w << 16u) / bitcast<f32>(w & 0xffff0000u).
+//   W_F16  : IEEE half packed the same way, widened with unpack2x16float (no shader-f16 needed).
+// Each part starts on a word boundary (the allocator splits on whole words); element (n, k) of the
+// part is e = n * K + k, so with odd K packed rows start mid-word.
+//
+// Epilogue, in this order: + bias[n] (BIAS), exact-erf GELU (GELU), * scale[n] (SCALE),
+// + residual[m, n] (RESIDUAL: its own tensor; RESIDUAL_INPLACE: the value already in out).
+//
+// Variants:
+//   default  software (CPU-backed adapters such as lavapipe, where a non-uniform load is a scalar
+//            loop over the SIMD lanes and workgroup memory is no cheaper): no workgroup memory, no
+//            barriers. A workgroup of 64 lanes computes R rows x 256 columns; each lane owns 4
+//            adjacent columns and R x 4 accumulators. With SUBGROUPS each lane loads the activations
+//            of row (lane % R) and the R rows are spread with subgroupBroadcast from lanes 0..R-1, so
+//            R (R8: 8, else 4) must not exceed the adapter's minimum subgroup size.
+//   TILED    hardware: 64 x 64 output tile, 16 x 16 invocations of 4 x 4 outputs each, K in slices
+//            of 16 staged in workgroup memory.
+//   VEC      (software only) K % 8 == 0: x read as vec4<f32>, w as vec4<u32> (8 packed values) or
+//            vec4<f32>, 8 values of K per step. Without VEC every value is loaded on its own.
+//
+// Bindings (group 0):
+//   0 params    uniform { M, N, K, n0, nPart }    N: output row stride; n0: first output column
+//   1 x         storage read  f32 [M, K]          array<vec4<f32>> with VEC, else array<f32>
+//   2 w         storage read  [nPart, K]          array<vec4<u32 or f32>> with VEC, else array<u32 or f32>
+//   3 out       storage rw    f32 [M, N]
+//   BIAS_B      storage read  f32 [N]             (BIAS; binding numbers come from the wrapper)
+//   SCALE_B     storage read  f32 [N]             (SCALE)
+//   RESIDUAL_B  storage read  f32 [M, N]          (RESIDUAL)
+// Dispatch: software (ceil(nPart / 256), ceil(M / R)); TILED (ceil(nPart / 64), ceil(M / 64)).
+
+struct Params { M: u32, N: u32, K: u32, n0: u32, nPart: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+#if VEC
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#if W_F32
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+#else
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+#endif
+#else
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+#if W_F32
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+#else
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+#endif
+#endif
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+#if BIAS
+@group(0) @binding({{BIAS_B}}) var<storage, read> bias: array<f32>;
+#endif
+#if SCALE
+@group(0) @binding({{SCALE_B}}) var<storage, read> scale: array<f32>;
+#endif
+#if RESIDUAL
+@group(0) @binding({{RESIDUAL_B}}) var<storage, read> residual: array<f32>;
+#endif
+
+// Two packed 16-bit values as f32, low half first.
+fn widen2(q: u32) -> vec2<f32> {
+#if W_F16
+  return unpack2x16float(q);
+#else
+  return vec2<f32>(bitcast<f32>(q << 16u), bitcast<f32>(q & 0xffff0000u));
+#endif
+}
+
+#if VEC
+// Weights e .. e + 7 of the part (e % 8 == 0).
+fn w8(e: u32) -> array<vec4<f32>, 2> {
+#if W_F32
+  return array<vec4<f32>, 2>(w[e / 4u], w[e / 4u + 1u]);
+#else
+  let q = w[e / 8u];
+  return array<vec4<f32>, 2>(vec4<f32>(widen2(q.x), widen2(q.y)), vec4<f32>(widen2(q.z), widen2(q.w)));
+#endif
+}
+#else
+// Weight e of the part.
+fn w1(e: u32) -> f32 {
+#if W_F32
+  return w[e];
+#else
+  return widen2(w[e >> 1u])[e & 1u];
+#endif
+}
+#endif
+
+#if GELU
+// erf with f32 accuracy (relative error ~1e-7): x * P(x^2) below 1, else 1 - exp(-x^2) Q(1 / (1 + x/2));
+// coefficients are least-squares fits to erf on [0, 1] and erfc(x) exp(x^2) on [1, 4]; erf(4) rounds to 1.
+fn erf(v: f32) -> f32 {
+  let a = min(abs(v), 4.0);
+  var r: f32;
+  if (a < 1.0) {
+    let s = a * a;
+    r = a * (1.128379107 + s * (-0.3761241436 + s * (0.1128078848 + s * (-0.02672698162 + s * (0.004934506956 + s * -0.0005696655717)))));
+  } else {
+    let t = 1.0 / (1.0 + 0.5 * a);
+    let q = -1.604518911e-4 + t * (0.2850039005 + t * (0.2591243982 + t * (0.3497059047 + t * (-0.1074177697 + t * (0.5677752495 + t * (-0.4741257727 + t * 0.1201525629))))));
+    r = 1.0 - exp(-a * a) * q;
+  }
+  return select(r, -r, v < 0.0);
+}
+#endif
+
+// Write one output element (nl: column within this part) through the epilogue.
+fn store(m: u32, nl: u32, acc: f32) {
+  let n = params.n0 + nl;
+  let i = m * params.N + n;
+  var v = acc;
+#if BIAS
+  v += bias[n];
+#endif
+#if GELU
+  v = 0.5 * v * (1.0 + erf(v * 0.70710678118654752));
+#endif
+#if SCALE
+  v *= scale[n];
+#endif
+#if RESIDUAL
+  v += residual[i];
+#elif RESIDUAL_INPLACE
+  v += out[i];
+#endif
+  out[i] = v;
+}
+
+#if TILED
+var<workgroup> xs: array<array<f32, 64>, 16>; // [k][row]
+var<workgroup> ws: array<array<f32, 64>, 16>; // [k][column]
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let M = params.M;
+  let K = params.K;
+  let m0 = wg.y * 64u;
+  let c0 = wg.x * 64u;
+  var acc: array<vec4<f32>, 4>; // acc[i][j]: row m0 + lid.y + 16i, column c0 + lid.x + 16j
+  for (var k0 = 0u; k0 < K; k0 += 16u) {
+    // each invocation stages 4 values of each tile; out-of-range values are zero
+    for (var i = 0u; i < 4u; i++) {
+      let s = t + 256u * i;
+      let r = s / 16u;
+      let k = k0 + s % 16u;
+      var xv = 0.0;
+      if (m0 + r < M && k < K) { xv = x[(m0 + r) * K + k]; }
+      xs[s % 16u][r] = xv;
+      var wv = 0.0;
+      if (c0 + r < params.nPart && k < K) { wv = w1((c0 + r) * K + k); }
+      ws[s % 16u][r] = wv;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      let a = vec4<f32>(xs[kk][lid.y], xs[kk][lid.y + 16u], xs[kk][lid.y + 32u], xs[kk][lid.y + 48u]);
+      let b = vec4<f32>(ws[kk][lid.x], ws[kk][lid.x + 16u], ws[kk][lid.x + 32u], ws[kk][lid.x + 48u]);
+      acc[0] += a.x * b;
+      acc[1] += a.y * b;
+      acc[2] += a.z * b;
+      acc[3] += a.w * b;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let c = c0 + lid.x + 16u * j;
+      if (m < M && c < params.nPart) { store(m, c, acc[i][j]); }
+    }
+  }
+}
+
+#else
+#if R8
+const R = 8u;
+#else
+const R = 4u;
+#endif
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32
+#if SUBGROUPS
+  , @builtin(subgroup_invocation_id) sl: u32
+#endif
+) {
+  let M = params.M;
+  let K = params.K;
+  let m0 = wg.y * R;
+  let c0 = wg.x * 256u + lane * 4u;
+  // Tail lanes and rows read clamped (valid) addresses; their results are never stored, and every
+  // lane stays in the loop because subgroupBroadcast needs uniform control flow.
+  let last = params.nPart - 1u;
+  let e0 = min(c0, last) * K;
+  let e1 = min(c0 + 1u, last) * K;
+  let e2 = min(c0 + 2u, last) * K;
+  let e3 = min(c0 + 3u, last) * K;
+  var acc: array<vec4<f32>, R>; // acc[r][c]: row m0 + r, column c0 + c
+#if SUBGROUPS
+  let xr = min(m0 + sl % R, M - 1u) * K;
+#else
+  var xr: array<u32, R>;
+  for (var r = 0u; r < R; r++) { xr[r] = min(m0 + r, M - 1u) * K; }
+#endif
+
+#if VEC
+  for (var k = 0u; k < K; k += 8u) {
+    let q0 = w8(e0 + k);
+    let q1 = w8(e1 + k);
+    let q2 = w8(e2 + k);
+    let q3 = w8(e3 + k);
+    // columns of lo/hi are the 4 lanes' weight columns, so (x chunk) * lo is 4 dot products
+    let lo = mat4x4<f32>(q0[0], q1[0], q2[0], q3[0]);
+    let hi = mat4x4<f32>(q0[1], q1[1], q2[1], q3[1]);
+#if SUBGROUPS
+    let a = x[(xr + k) / 4u];
+    let b = x[(xr + k) / 4u + 1u];
+    acc[0] += subgroupBroadcast(a, 0u) * lo + subgroupBroadcast(b, 0u) * hi;
+    acc[1] += subgroupBroadcast(a, 1u) * lo + subgroupBroadcast(b, 1u) * hi;
+    acc[2] += subgroupBroadcast(a, 2u) * lo + subgroupBroadcast(b, 2u) * hi;
+    acc[3] += subgroupBroadcast(a, 3u) * lo + subgroupBroadcast(b, 3u) * hi;
+#if R8
+    acc[4] += subgroupBroadcast(a, 4u) * lo + subgroupBroadcast(b, 4u) * hi;
+    acc[5] += subgroupBroadcast(a, 5u) * lo + subgroupBroadcast(b, 5u) * hi;
+    acc[6] += subgroupBroadcast(a, 6u) * lo + subgroupBroadcast(b, 6u) * hi;
+    acc[7] += subgroupBroadcast(a, 7u) * lo + subgroupBroadcast(b, 7u) * hi;
+#endif
+#else
+    for (var r = 0u; r < R; r++) {
+      acc[r] += x[(xr[r] + k) / 4u] * lo + x[(xr[r] + k) / 4u + 1u] * hi;
+    }
+#endif
+  }
+#else
+  for (var k = 0u; k < K; k++) {
+    let q = vec4<f32>(w1(e0 + k), w1(e1 + k), w1(e2 + k), w1(e3 + k));
+#if SUBGROUPS
+    let a = x[xr + k];
+    acc[0] += subgroupBroadcast(a, 0u) * q;
+    acc[1] += subgroupBroadcast(a, 1u) * q;
+    acc[2] += subgroupBroadcast(a, 2u) * q;
+    acc[3] += subgroupBroadcast(a, 3u) * q;
+#if R8
+    acc[4] += subgroupBroadcast(a, 4u) * q;
+    acc[5] += subgroupBroadcast(a, 5u) * q;
+    acc[6] += subgroupBroadcast(a, 6u) * q;
+    acc[7] += subgroupBroadcast(a, 7u) * q;
+#endif
+#else
+    for (var r = 0u; r < R; r++) { acc[r] += x[xr[r] + k] * q; }
+#endif
+  }
+#endif
+
+  for (var r = 0u; r < R; r++) {
+    let m = m0 + r;
+    for (var c = 0u; c < 4u; c++) {
+      if (m < M && c0 + c < params.nPart) { store(m, c0 + c, acc[r][c]); }
+    }
+  }
+}
+#endif

@@ -1,0 +1,96 @@
+// Linear layers: out = x · wᵀ with fused epilogues (kernels/matmul.wgsl, kernels/gemv.wgsl).
+
+import type { Defines } from '../gpu/pipelines.js';
+import type { Binding, Recorder } from '../gpu/recorder.js';
+import type { Tensor } from '../gpu/tensor.js';
+import { expectDtype, expectShape, fmt } from './common.js';
+
+export interface MatmulOptions {
+  /** f32 [N], added first */
+  bias?: Tensor;
+  /** activation after the bias: exact (erf) GELU */
+  epilogue?: 'gelu';
+  /** f32 [N] per-column multiplier after bias and activation (InternViT layer scale) */
+  scale?: Tensor;
+  /** f32 [M, N] added last; may be `out` itself (in-place residual add) */
+  residual?: Tensor;
+  /** f32 [M, N] to write into; allocated when absent */
+  out?: Tensor;
+}
+
+/** Rows up to which the GEMV (decode) kernel is used. */
+export const GEMV_MAX_ROWS = 8;
+
+/**
+ * out[M, N] = residual + scale * act(x · wᵀ + bias), f32 accumulation.
+ * x: f32 [M, K]; w: PyTorch Linear weight [N, K] in f32, bf16 or f16, possibly split by rows
+ * (one dispatch per part, each writing its own columns).
+ */
+export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
+  const op = 'matmul';
+  expectDtype(op, 'x', x, 'f32');
+  expectDtype(op, 'w', w, 'f32', 'bf16', 'f16');
+  if (x.shape.length !== 2) throw new Error(`${op}: x must be 2-D [M, K]; got ${fmt(x.shape)}`);
+  if (w.shape.length !== 2) throw new Error(`${op}: w must be 2-D [N, K] (PyTorch Linear layout); got ${fmt(w.shape)}`);
+  const [M, K] = x.shape;
+  const [N, Kw] = w.shape;
+  if (Kw !== K) throw new Error(`${op}: inner dimensions differ: x ${fmt(x.shape)} · w ${fmt(w.shape)}ᵀ needs w [N, ${K}]`);
+  const { bias, scale, residual, epilogue } = opts;
+  if (epilogue !== undefined && epilogue !== 'gelu') throw new Error(`${op}: unknown epilogue '${String(epilogue)}'; expected 'gelu'`);
+  for (const [name, t] of [['bias', bias], ['scale', scale]] as const) {
+    if (!t) continue;
+    expectDtype(op, name, t, 'f32');
+    expectShape(op, name, t, [N]);
+  }
+  if (residual) {
+    expectDtype(op, 'residual', residual, 'f32');
+    expectShape(op, 'residual', residual, [M, N]);
+  }
+  const out = opts.out ?? rec.gpu.empty([M, N], 'f32', op);
+  if (opts.out) {
+    expectDtype(op, 'out', out, 'f32');
+    expectShape(op, 'out', out, [M, N]);
+    for (const [name, t] of [['x', x], ['bias', bias], ['scale', scale]] as const) {
+      if (t && t.buffer === out.buffer) throw new Error(`${op}: out shares its buffer with ${name}; write to a different tensor`);
+    }
+    if (w.parts.some((p) => p.buffer === out.buffer)) throw new Error(`${op}: out shares its buffer with w`);
+  }
+  const inplace = residual !== undefined && residual.buffer === out.buffer;
+
+  const gpu = rec.gpu;
+  const software = gpu.adapterClass === 'software';
+  const gemv = M <= GEMV_MAX_ROWS && epilogue !== 'gelu';
+  const defines: Defines = { [`W_${w.dtype.toUpperCase()}`]: true };
+  // K % 8 == 0 keeps every row (x and w) on a 16-byte boundary for the wide loads
+  if (software && K % 8 === 0) defines.VEC = true;
+  if (gpu.features.subgroups && (software || gemv)) {
+    // the software GEMM broadcasts from lanes 0..R-1, so R must not exceed the smallest subgroup
+    defines.SUBGROUPS = true;
+    if (software && !gemv && gpu.features.subgroupMinSize >= 8) defines.R8 = true;
+  }
+  if (!software) defines[gemv ? 'SPLITK' : 'TILED'] = true;
+  if (gemv) {
+    defines.ROWS = 2 ** Math.ceil(Math.log2(M));
+    if (software) defines.COLS = 1;
+  }
+  const extra: Binding[] = [];
+  const optional: [string, Tensor | undefined][] = [['BIAS', bias], ['SCALE', scale], ['RESIDUAL', inplace ? undefined : residual]];
+  for (const [name, t] of optional) {
+    if (!t) continue;
+    defines[name] = true;
+    defines[`${name}_B`] = 4 + extra.length;
+    extra.push(t);
+  }
+  if (inplace) defines.RESIDUAL_INPLACE = true;
+  if (epilogue === 'gelu') defines.GELU = true;
+
+  const kernel = gemv ? 'gemv' : 'matmul';
+  const rowsPerGroup = software ? (defines.R8 ? 8 : 4) : 64;
+  for (const part of w.parts) {
+    const colsPerGroup = gemv ? (software ? 64 * (defines.COLS as number) : 4) : software ? 256 : 64;
+    const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
+    const params = rec.uniform([M, N, K, part.rowStart, part.rows]);
+    rec.dispatch(kernel, defines, [params, x, part.buffer, out, ...extra], groups, `${kernel} ${M}x${K}->${N}`);
+  }
+  return out;
+}
