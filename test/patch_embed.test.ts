@@ -70,6 +70,6 @@ describe('patchEmbed', () => {
     await expect(gpu.step((rec) => patchEmbed(rec, gpu.empty([1, 3, 28, 30]), w, b, b, pos))).rejects.toThrow(/image 28x30 is not a multiple of the patch size 14/);
     await expect(gpu.step((rec) => patchEmbed(rec, px, w, b, b, gpu.empty([4, 8])))).rejects.toThrow(/positionEmbedding has shape \[4, 8\]; expected \[5, 8\]/);
     await expect(gpu.step((rec) => patchEmbed(rec, px, w, gpu.empty([7]), b, pos))).rejects.toThrow(/bias has shape \[7\]; expected \[8\]/);
-    await expect(gpu.step((rec) => patchEmbed(rec, px, gpu.empty([8, 3, 14, 14], 'i32'), b, b, pos))).rejects.toThrow(/weight has dtype i32; expected bf16 or f32/);
+    await expect(gpu.step((rec) => patchEmbed(rec, px, gpu.empty([8, 3, 14, 14], 'i32'), b, b, pos))).rejects.toThrow(/weight has dtype i32; expected bf16 or f16 or f32/);
   });
 });
