@@ -3,7 +3,8 @@
 // Variants:
 //   LAYER     : out = (x - mean) * rsqrt(var + eps) * w + bias   (biased variance, two passes)
 //   (default) : out = x * rsqrt(mean(x^2) + eps) * w             (RMSNorm)
-//   SUBGROUPS : subgroupAdd inside each subgroup, then shared memory across subgroups;
+//   WG        : workgroup size, a power of two (64 on CPU adapters, 256 on GPUs)
+//   SUBGROUPS : subgroupAdd inside each subgroup, then one invocation adds the subgroup sums;
 //               otherwise a shared-memory tree. The subgroup size is read from the builtin, and
 //               the subgroups of this 1-D workgroup are taken to be contiguous runs of
 //               local_invocation_index (what every implementation does).
@@ -14,9 +15,9 @@
 //   2 w       storage read  array<f32> [c]
 //   3 out     storage rw    array<f32> [rows, c]
 //   4 bias    storage read  array<f32> [c]            (LAYER only)
-// Dispatch: workgroup 256; grid (min(rows, 65535), ceil(rows / 65535)); row = wg.x + wg.y * 65535.
+// Dispatch: workgroup WG; grid (min(rows, 65535), ceil(rows / 65535)); row = wg.x + wg.y * 65535.
 
-const WG = 256u;
+const WG = {{WG}}u;
 
 struct Params { rows: u32, c: u32, eps: f32 }
 
@@ -28,7 +29,7 @@ struct Params { rows: u32, c: u32, eps: f32 }
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
 
-var<workgroup> scratch: array<f32, WG>;
+var<workgroup> scratch: array<f32, WG + 1u>;
 
 // Sum of v over the workgroup, returned to every invocation.
 fn workgroup_sum(v: f32, lid: u32, sg_lane: u32, sg_size: u32) -> f32 {
@@ -36,8 +37,14 @@ fn workgroup_sum(v: f32, lid: u32, sg_lane: u32, sg_size: u32) -> f32 {
   let s = subgroupAdd(v);
   if (sg_lane == 0u) { scratch[lid / sg_size] = s; }
   workgroupBarrier();
-  var total = 0.0;
-  for (var i = 0u; i < WG / sg_size; i++) { total += scratch[i]; }
+  // one invocation adds the per-subgroup sums (per-lane workgroup loads are slow on CPU adapters)
+  if (lid == 0u) {
+    var t = 0.0;
+    for (var i = 0u; i < WG / sg_size; i++) { t += scratch[i]; }
+    scratch[WG] = t;
+  }
+  workgroupBarrier();
+  let total = scratch[WG];
 #else
   scratch[lid] = v;
   workgroupBarrier();
@@ -51,7 +58,7 @@ fn workgroup_sum(v: f32, lid: u32, sg_lane: u32, sg_size: u32) -> f32 {
   return total;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32,
 #if SUBGROUPS
         @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32

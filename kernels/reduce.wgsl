@@ -5,7 +5,7 @@
 //   ARGMAX    : out[row] = index of the largest x[row, :], u32; ties go to the lowest index and a
 //               NaN counts as larger than any number (torch.argmax)
 //   SOFTMAX   : out[row, :] = exp(x - max) / sum(exp(x - max)), f32
-//   SUBGROUPS : (SOFTMAX) subgroupMax / subgroupAdd, then shared memory across subgroups, which
+//   SUBGROUPS : (SOFTMAX) subgroupMax / subgroupAdd, then one invocation combines the subgroups, which
 //               are taken to be contiguous runs of local_invocation_index; size read from the builtin.
 //               ARGMAX always uses a shared-memory tree (its (value, index) pairs need the tie rule).
 //
@@ -70,7 +70,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 #if SOFTMAX
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> scratch: array<f32, WG>;
+var<workgroup> scratch: array<f32, WG + 1u>;
 
 // max (MAX) or sum of v over the workgroup, returned to every invocation
 fn workgroup_reduce(v: f32, is_max: bool, lid: u32, sg_lane: u32, sg_size: u32) -> f32 {
@@ -78,8 +78,14 @@ fn workgroup_reduce(v: f32, is_max: bool, lid: u32, sg_lane: u32, sg_size: u32) 
   let s = select(subgroupAdd(v), subgroupMax(v), is_max);
   if (sg_lane == 0u) { scratch[lid / sg_size] = s; }
   workgroupBarrier();
-  var total = scratch[0];
-  for (var i = 1u; i < WG / sg_size; i++) { total = select(total + scratch[i], max(total, scratch[i]), is_max); }
+  // one invocation combines the per-subgroup results (per-lane workgroup loads are slow on CPU adapters)
+  if (lid == 0u) {
+    var t = scratch[0];
+    for (var i = 1u; i < WG / sg_size; i++) { t = select(t + scratch[i], max(t, scratch[i]), is_max); }
+    scratch[WG] = t;
+  }
+  workgroupBarrier();
+  let total = scratch[WG];
 #else
   scratch[lid] = v;
   workgroupBarrier();

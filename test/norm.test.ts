@@ -3,14 +3,17 @@ import { layerNorm, rmsNorm } from '../src/ops/norm.js';
 import type { Gpu } from '../src/gpu/index.js';
 import { freshSeed, randn, relL2, rng, testGpu } from './util.js';
 
-const gpu = await testGpu();
-// a second device with the subgroup variant switched off, to test the shared-memory fallback
-const plain = await testGpu({ adapterClass: gpu.adapterClass });
+// every variant: workgroup 64 (software) and 256 (hardware), with and without subgroups
+const software = await testGpu({ adapterClass: 'software' });
+const hardware = await testGpu({ adapterClass: 'hardware' });
+const plain = await testGpu({ adapterClass: 'hardware' });
 plain.features.subgroups = false;
 afterAll(() => {
-  gpu.destroy();
+  software.destroy();
+  hardware.destroy();
   plain.destroy();
 });
+const gpu = software;
 
 function layerNormRef(x: Float32Array, w: Float32Array, b: Float32Array, c: number, eps: number): Float64Array {
   const out = new Float64Array(x.length);
@@ -38,8 +41,9 @@ function rmsNormRef(x: Float32Array, w: Float32Array, c: number, eps: number): F
 }
 
 describe.each([
-  ['subgroups when available', () => gpu],
-  ['shared-memory fallback', () => plain],
+  ['software, subgroups when available', () => software],
+  ['hardware, subgroups when available', () => hardware],
+  ['hardware, shared-memory fallback', () => plain],
 ])('norms (%s)', (_name, dev: () => Gpu) => {
   it.each([
     [37, 77],
