@@ -285,10 +285,15 @@ export class SentencePiece {
     return this.model.pieces[id]?.type === PieceType.BYTE;
   }
 
+  /** Whether decode drops the "▁" that starts the first piece (the dummy prefix's space). */
+  get stripsLeadingSpace(): boolean {
+    const n = this.model.normalizerSpec;
+    return n.addDummyPrefix || n.removeExtraWhitespaces;
+  }
+
   /** Text of `ids` exactly as SentencePieceProcessor.decode. */
   decode(ids: readonly number[]): string {
-    const { normalizerSpec: n, trainerSpec: t } = this.model;
-    const stripFirstSpace = n.addDummyPrefix || n.removeExtraWhitespaces;
+    const t = this.model.trainerSpec;
     let out = '';
     let atStart = true;
     let bytes: number[] = [];
@@ -308,7 +313,7 @@ export class SentencePiece {
       flushBytes();
       if (p.type === PieceType.CONTROL) continue;
       let text = p.type === PieceType.UNKNOWN ? t.unkSurface : p.piece;
-      if (atStart && stripFirstSpace && p.type !== PieceType.UNKNOWN && text.startsWith(SPACE)) text = text.slice(1);
+      if (atStart && this.stripsLeadingSpace && p.type !== PieceType.UNKNOWN && text.startsWith(SPACE)) text = text.slice(1);
       out += text.replaceAll(SPACE, ' ');
       if (text.length > 0) atStart = false;
     }
@@ -588,10 +593,21 @@ export class Tokenizer {
     return new StreamDecoder(this, options);
   }
 
-  /** Internal to StreamDecoder: raw (not cleaned-up) text of the ids, minus an unfinished UTF-8 tail. */
-  decodeComplete(ids: readonly number[], skipSpecial: boolean): string {
-    const tail = this.sp.incompleteTail(ids);
-    return this.decodeRaw(ids.slice(0, ids.length - tail), skipSpecial);
+  /** Internal to StreamDecoder: raw (not cleaned-up) text of the ids, and how many trailing ids it left out as an unfinished character. */
+  decodeComplete(ids: readonly number[], skipSpecial: boolean): { text: string; heldIds: number } {
+    const heldIds = this.sp.incompleteTail(ids);
+    return { text: this.decodeRaw(ids.slice(0, ids.length - heldIds), skipSpecial), heldIds };
+  }
+
+  /**
+   * Internal to StreamDecoder: whether decoding may restart after `id` with the same text. Not
+   * inside a run of byte pieces, and, for models that drop the "▁" of a run's first piece, only at
+   * a run boundary (an added token that is not skipped).
+   */
+  isRestartPoint(id: number, skipSpecial: boolean): boolean {
+    if (this.sp.isByte(id)) return false;
+    if (!this.sp.stripsLeadingSpace) return true;
+    return this.byId.has(id) && !(skipSpecial && this.isSpecial(id));
   }
 }
 
@@ -614,12 +630,12 @@ export function cleanUpTokenization(text: string): string {
  * Streaming decode: push(id) returns the new text that is final. A character spread over several
  * byte tokens is held until complete; with clean-up, text from a space within the last 3 characters
  * is held too (a clean-up pattern is a space plus at most 3 characters, so it could still change).
- * The pieces returned by push() and flush() concatenate to decode(allIds). Each push re-decodes the
- * ids so far: O(n) per token, negligible next to a decoder step for chat-length outputs.
+ * The pieces returned by push() and flush() concatenate to decode(allIds). Only the ids since the
+ * last point where nothing was held back are re-decoded on each push.
  */
 export class StreamDecoder {
-  private ids: number[] = [];
-  private emitted = 0;
+  private ids: number[] = []; // since the last restart point
+  private emitted = 0; // characters of their text already returned
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -627,18 +643,28 @@ export class StreamDecoder {
   ) {}
 
   push(id: number): string {
+    const skip = this.options.skipSpecialTokens ?? false;
     this.ids.push(id);
-    let raw = this.tokenizer.decodeComplete(this.ids, this.options.skipSpecialTokens ?? false);
+    const { text, heldIds } = this.tokenizer.decodeComplete(this.ids, skip);
+    let stable = text;
     if (this.options.cleanUpSpaces ?? true) {
-      for (let s = raw.lastIndexOf(' '); s >= 0 && s >= raw.length - 3; s = raw.lastIndexOf(' ')) raw = raw.slice(0, s);
-      raw = cleanUpTokenization(raw);
+      for (let s = stable.lastIndexOf(' '); s >= 0 && s >= stable.length - 3; s = stable.lastIndexOf(' ')) stable = stable.slice(0, s);
     }
-    return this.take(raw);
+    const held = heldIds > 0 || stable.length < text.length;
+    const out = this.take(this.options.cleanUpSpaces ?? true ? cleanUpTokenization(stable) : stable);
+    if (!held && this.tokenizer.isRestartPoint(id, skip)) {
+      this.ids = [];
+      this.emitted = 0;
+    }
+    return out;
   }
 
   /** The rest of the text (an unfinished character becomes U+FFFD, as decode does). */
   flush(): string {
-    return this.take(this.tokenizer.decode(this.ids, this.options));
+    const out = this.take(this.tokenizer.decode(this.ids, this.options));
+    this.ids = [];
+    this.emitted = 0;
+    return out;
   }
 
   private take(text: string): string {
