@@ -1,4 +1,6 @@
-// Elementwise ops on f32 tensors, one element per invocation. x is viewed as [n / c, c] rows.
+// Elementwise ops on f32 tensors. x is viewed as [n / c, c] rows. With VEC4 (n, c, mod_stride and
+// the offsets all multiples of 4) each invocation handles a vec4 (CPU adapters: ~3x faster), else
+// one element.
 //
 // Variant key OP (exactly one):
 //   add      : out[i] = a[i] + b[i]
@@ -20,26 +22,36 @@
 //                                          gated: y [n]                       (not in scale/gelu/silu)
 //   4 ls      storage read  array<f32> [c]                    (gated with LS)
 //   4/5 g     storage read  array<f32> [frames, mod_stride] (gated with GATE: binding 4, or 5 with LS)
-// Dispatch: workgroup 256; grid (min(ceil(n/256), 65535), ceil(ceil(n/256)/65535)), flattened.
+// Arrays are array<V>, V = vec4<f32> with VEC4 else f32, indexed in units of V.
+// Dispatch: workgroup 256; grid (min(ceil(n/W/256), 65535), ceil(ceil(n/W/256)/65535)), flattened;
+//   W = 4 with VEC4 else 1.
+
+#if VEC4
+alias V = vec4<f32>;
+const W = 4u;
+#else
+alias V = f32;
+const W = 1u;
+#endif
 
 struct Params { n: u32, alpha: f32, c: u32, p: u32, mod_stride: u32, off0: u32, off1: u32, pad: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<V>;
+@group(0) @binding(2) var<storage, read_write> out: array<V>;
 #if !UNARY
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<V>;
 #endif
 #if LS
-@group(0) @binding(4) var<storage, read> ls: array<f32>;
+@group(0) @binding(4) var<storage, read> ls: array<V>;
 #endif
 #if GATE
-@group(0) @binding({{GATE_BINDING}}) var<storage, read> g: array<f32>;
+@group(0) @binding({{GATE_BINDING}}) var<storage, read> g: array<V>;
 #endif
 
 // erfc(z) for z >= 0 with relative error < 1.2e-7 (Chebyshev fit of erfc(z) exp(z^2), Numerical
 // Recipes' erfcc form); going through erfc keeps the negative GELU tail accurate (no 1 + erf cancellation).
-fn erfc_pos(z: f32) -> f32 {
+fn erfc_pos(z: V) -> V {
   let t = 1.0 / (1.0 + 0.5 * z);
   let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
              t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
@@ -47,20 +59,21 @@ fn erfc_pos(z: f32) -> f32 {
 }
 
 // Phi(x) = 0.5 erfc(-x / sqrt 2), the standard normal CDF
-fn normal_cdf(x: f32) -> f32 {
+fn normal_cdf(x: V) -> V {
   let z = abs(x) * 0.70710678118654752;
   let tail = 0.5 * erfc_pos(z);
-  return select(1.0 - tail, tail, x < 0.0);
+  return select(1.0 - tail, tail, x < V(0.0));
 }
 
-fn silu(x: f32) -> f32 {
+fn silu(x: V) -> V {
   return x / (1.0 + exp(-x));
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= params.n) { return; }
+  let i = gid.x + gid.y * nwg.x * 256u; // in units of V
+  if (i >= params.n / W) { return; }
+  let e = i * W; // first element
 #if OP_ADD
   out[i] = a[i] + b[i];
 #elif OP_MUL
@@ -74,17 +87,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #elif OP_SILU_MUL
   out[i] = silu(a[i]) * b[i];
 #elif OP_MODULATE
-  let j = i % params.c;
-  let m = (i / params.c / params.p) * params.mod_stride + j;
-  out[i] = a[i] * (1.0 + b[m + params.off1]) + b[m + params.off0];
+  let j = e % params.c;
+  let m = (e / params.c / params.p) * params.mod_stride + j;
+  out[i] = a[i] * (1.0 + b[(m + params.off1) / W]) + b[(m + params.off0) / W];
 #elif OP_GATED
-  let j = i % params.c;
+  let j = e % params.c;
   var y = b[i];
 #if LS
-  y *= ls[j];
+  y *= ls[j / W];
 #endif
 #if GATE
-  y *= g[(i / params.c / params.p) * params.mod_stride + params.off0 + j];
+  y *= g[((e / params.c / params.p) * params.mod_stride + params.off0 + j) / W];
 #endif
   out[i] = a[i] + y;
 #endif

@@ -27,13 +27,14 @@ const siluRef = (x: number) => x / (1 + Math.exp(-x));
 describe('elementwise', () => {
   const seed = freshSeed();
   const r = rng(seed);
-  const n = 37 * 131;
-  const a = randn(n, r, 3);
-  const b = randn(n, r);
 
-  it('add, mul, scale, silu, siluMul, gelu match float64', async () => {
-    const ta = await gpu.upload([37, 131], 'f32', a);
-    const tb = await gpu.upload([37, 131], 'f32', b);
+  // 131 columns run the scalar variant, 132 the vec4 one
+  it.each([131, 132])('add, mul, scale, silu, siluMul, gelu match float64 ([37, %i])', async (cols) => {
+    const n = 37 * cols;
+    const a = randn(n, r, 3);
+    const b = randn(n, r);
+    const ta = await gpu.upload([37, cols], 'f32', a);
+    const tb = await gpu.upload([37, cols], 'f32', b);
     const got = await gpu.step((rec) => [add, mul, siluMul].map((f) => rec.read(f(rec, ta, tb))).concat([scale(rec, ta, -1.75), gelu(rec, ta), silu(rec, ta)].map((t) => rec.read(t))));
     const res = await Promise.all(got);
     const want = [
@@ -64,10 +65,9 @@ describe('elementwise', () => {
     expect(worst).toBeLessThan(2e-5);
   });
 
-  it('modulate and gatedResidual broadcast AdaLN chunks per frame', async () => {
+  it.each([77, 132])('modulate and gatedResidual broadcast AdaLN chunks per frame (C = %i)', async (C) => {
     const F = 3;
     const P = 13;
-    const C = 77;
     const k = 6;
     const x = randn(F * P * C, r);
     const y = randn(F * P * C, r);

@@ -16,8 +16,11 @@ interface Extra {
 
 function run(rec: Recorder, op: string, defines: Record<string, string | number | boolean>, a: Tensor, bindings: Tensor[], e: Extra = {}): Tensor {
   const out = rec.gpu.empty(a.shape, 'f32', op);
-  const params: UniformField[] = [a.numel, { f32: e.alpha ?? 0 }, e.c ?? 1, e.p ?? 1, e.modStride ?? 0, e.off0 ?? 0, e.off1 ?? 0, 0];
-  rec.dispatch('elementwise', defines, [rec.uniform(params), a, out, ...bindings], grid1d(Math.ceil(a.numel / 256)), op);
+  const params: UniformField[] = [a.numel, { f32: e.alpha ?? 0 }, e.c ?? 4, e.p ?? 1, e.modStride ?? 0, e.off0 ?? 0, e.off1 ?? 0, 0];
+  // vec4 access needs every element count and offset to be whole vec4s (c divides them all for modulate/gated)
+  const vec4 = a.numel % 4 === 0 && (e.c ?? 4) % 4 === 0;
+  const perInvocation = vec4 ? 4 : 1;
+  rec.dispatch('elementwise', { ...defines, VEC4: vec4 }, [rec.uniform(params), a, out, ...bindings], grid1d(Math.ceil(a.numel / perInvocation / 256)), op);
   return out;
 }
 
