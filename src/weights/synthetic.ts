@@ -75,6 +75,8 @@ export const PRESETS: Readonly<Record<string, Preset>> = {
 };
 
 export const VOCAB_SIZE = 92553;
+/** Pieces in tiny-tokenizer.model; checkpoint rows from here up to the first special id are unused. */
+export const TINY_TOKENIZER_VOCAB = 1024;
 
 /** Checkpoint ids of InternLM2's chat specials and InternVL's added tokens (pvc-architecture.md §8). */
 export const SPECIAL_TOKENS: ReadonlyArray<readonly [number, string]> = [
@@ -83,11 +85,15 @@ export const SPECIAL_TOKENS: ReadonlyArray<readonly [number, string]> = [
   [92547, '<quad>'], [92548, '</quad>'], [92549, '<ref>'], [92550, '</ref>'], [92551, '<box>'], [92552, '</box>'],
 ];
 
-/** Normal(mean, std) per element; `gateMean` gives AdaLN gate chunks (every third chunk of `chunk` elements) mean 1. */
+/**
+ * Normal(mean, std) per element. `gateChunk`: AdaLN gate chunks (every third chunk of that many
+ * elements) get mean 1. `quietRows`: rows [from, to) of `rowSize` elements get std x 0.05.
+ */
 export interface Init {
   std: number;
   mean?: number;
   gateChunk?: number;
+  quietRows?: { from: number; to: number; rowSize: number };
 }
 
 export interface TensorSpec {
@@ -172,7 +178,8 @@ export function checkpointTensors(p: Preset): TensorSpec[] {
     add(`${l}.feed_forward.w2.weight`, [H, p.llm.intermediate], linear(p.llm.intermediate));
   }
   add(`${m}.norm.weight`, [H], NORM_WEIGHT);
-  add('language_model.output.weight', [VOCAB_SIZE, H], linear(H));
+  // rows of ids without a piece get small logits, so greedy decoding picks decodable tokens
+  add('language_model.output.weight', [VOCAB_SIZE, H], { ...linear(H), quietRows: { from: TINY_TOKENIZER_VOCAB, to: SPECIAL_TOKENS[0][0], rowSize: H } });
   return out;
 }
 
@@ -351,11 +358,12 @@ export class TensorStream {
 
   /** The next `n` values as bf16 bit patterns. */
   next(n: number): Uint16Array {
-    const { std, mean = 0, gateChunk } = this.spec.init;
+    const { std, mean = 0, gateChunk, quietRows: q } = this.spec.init;
     const f = new Float32Array(n);
     for (let i = 0; i < n; i++, this.index++) {
       const mu = gateChunk && Math.floor(this.index / gateChunk) % 3 === 2 ? 1 : mean;
-      f[i] = mu + std * this.normal();
+      const row = q ? Math.floor(this.index / q.rowSize) : -1;
+      f[i] = mu + (q && row >= q.from && row < q.to ? 0.05 * std : std) * this.normal();
     }
     return toBf16Bits(f);
   }
