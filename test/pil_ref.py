@@ -132,15 +132,28 @@ def frame_indices(req):
 
 
 def video_frames(req):
-    """Independent frame path: decode every frame in order (passthrough timing), pick by index."""
+    """Independent frame path: decode every frame in order (no select filter, passthrough timing)
+    and keep the requested ones by position."""
     w, h = req['width'], req['height']
-    raw = subprocess.run(['ffmpeg', '-v', 'error', '-i', req['path'], '-map', '0:v:0', '-fps_mode', 'passthrough',
-                          '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], check=True, capture_output=True).stdout
-    frames = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+    size = w * h * 3
+    wanted = set(req['indices'])
+    kept = {}
+    proc = subprocess.Popen(['ffmpeg', '-v', 'error', '-nostdin', '-noautorotate', '-i', req['path'], '-map', '0:v:0',
+                             '-vsync', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'],
+                            stdout=subprocess.PIPE)
+    n = 0
+    while True:
+        frame = proc.stdout.read(size)
+        if len(frame) < size:
+            break
+        if n in wanted:
+            kept[n] = frame
+        n += 1
+    assert proc.wait() == 0
     with open(req['out'], 'wb') as f:
         for i in req['indices']:
-            f.write(frames[i].tobytes())
-    return {'decoded': int(frames.shape[0])}
+            f.write(kept[i])
+    return {'decoded': n}
 
 
 def main():
