@@ -163,7 +163,8 @@ def main(argv=None):
 
     from transformers import AutoModel  # only the official path needs it
 
-    torch.use_deterministic_algorithms(True)
+    if args.device == 'cpu':  # CUDA would also need CUBLAS_WORKSPACE_CONFIG for this
+        torch.use_deterministic_algorithms(True)
     src, meta = load_file(args.inputs)
     pixel_values, ids = src.get('input.pixel_values'), src['input.ids']
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True, torch_dtype=torch.float32).eval().to(args.device)
