@@ -391,6 +391,23 @@ class PreprocessTest(unittest.TestCase):
         self.assertEqual(preprocess.get_index(895, 30.0, 8).tolist(), [55, 167, 279, 390, 502, 614, 725, 837])  # 670.5 rounds to even
 
 
+class TextTest(unittest.TestCase):
+    def test_template_and_special_tokens(self):
+        from text import Tokenizer, chat_prompt, expand_images
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copy(os.path.join(REPO, 'src', 'weights', 'tiny-tokenizer.model'), os.path.join(d, 'tokenizer.model'))
+            tok = Tokenizer(d)
+        prompt = chat_prompt(expand_images('<image>\nHi', [3]), 'Sys')
+        self.assertEqual(prompt, '<|im_start|>system\nSys<|im_end|><|im_start|>user\n<img><IMG_CONTEXT><IMG_CONTEXT>'
+                                 '<IMG_CONTEXT></img>\nHi<|im_end|><|im_start|>assistant\n')
+        ids = tok.encode(prompt)
+        sp = tok.sp.encode
+        self.assertEqual(ids, [1, 92543] + sp('system\nSys') + [92542, 92543] + sp('user\n') + [92544] + [IMG_CONTEXT_ID] * 3
+                         + [92545] + sp('\nHi') + [92542, 92543] + sp('assistant\n'))
+        with self.assertRaisesRegex(ValueError, '1 <image> placeholders for 2 images'):
+            expand_images('<image>', [1, 2])
+
+
 def make_inputs(directory):
     """Small synthetic image and video files, so the test needs no shared assets."""
     rng = np.random.default_rng(SEED)
