@@ -12,6 +12,7 @@ export const KERNEL_NAMES = [
   'reduce',
   'pixel_shuffle',
   'patch_embed',
+  'kv_cache',
 ] as const;
 
 export type KernelName = (typeof KERNEL_NAMES)[number];

@@ -126,7 +126,9 @@ export class Recorder {
       this.encoder.copyBufferToBuffer(p.buffer, 0, staging, offset, bytes);
       offset += bytes;
     }
-    return new Promise<TypedArray>((resolve, reject) => this.reads.push({ staging, dtype: t.dtype, count: t.numel, resolve, reject }));
+    const p = new Promise<TypedArray>((resolve, reject) => this.reads.push({ staging, dtype: t.dtype, count: t.numel, resolve, reject }));
+    p.catch(() => {}); // a failed step throws from submit(); callers need not also await every read
+    return p;
   }
 
   /** Submit the step once; throws GpuError if anything in it failed. */

@@ -39,8 +39,6 @@ export function checkShape(shape: readonly number[], what = 'tensor'): void {
 }
 
 export class Tensor {
-  private released = false;
-
   constructor(
     readonly gpu: Gpu,
     readonly shape: readonly number[],
@@ -49,6 +47,8 @@ export class Tensor {
     /** pooled tensors go back to the pool on release; others are destroyed */
     private readonly pooled: boolean,
     readonly label = 'tensor',
+    /** shared by a tensor and its reshaped views: the storage is released once, by any of them */
+    private readonly storage: { released: boolean } = { released: false },
   ) {}
 
   get numel(): number {
@@ -82,20 +82,21 @@ export class Tensor {
   }
 
   assertLive(): void {
-    if (this.released) throw new Error(`${this.label}: tensor used after release`);
+    if (this.storage.released) throw new Error(`${this.label}: tensor used after release`);
   }
 
-  /** Same storage, new shape with the same element count (no copy). */
+  /** A view of the same storage with a new shape of the same element count (no copy). */
   reshape(shape: number[]): Tensor {
     const n = numelOf(shape);
     if (n !== this.numel) throw new Error(`${this.label}: cannot reshape [${this.shape.join(', ')}] to [${shape.join(', ')}]`);
     if (this.isSplit) throw new Error(`${this.label}: cannot reshape a split tensor`);
-    return new Tensor(this.gpu, shape, this.dtype, [{ ...this.parts[0], rows: shape[0] }], false, this.label);
+    return new Tensor(this.gpu, shape, this.dtype, [{ ...this.parts[0], rows: shape[0] }], this.pooled, this.label, this.storage);
   }
 
+  /** Give the storage back (to the pool, or destroyed for unpooled tensors); views share it. */
   release(): void {
-    if (this.released) return;
-    this.released = true;
+    if (this.storage.released) return;
+    this.storage.released = true;
     for (const p of this.parts) {
       if (this.pooled) this.gpu.pool.release(p.buffer);
       else p.buffer.destroy();

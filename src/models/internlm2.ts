@@ -1,0 +1,133 @@
+// InternLM2 decoder with a KV cache (pvc-architecture.md section 6).
+
+import type { Gpu } from '../gpu/device.js';
+import type { Recorder } from '../gpu/recorder.js';
+import type { Tensor } from '../gpu/tensor.js';
+import type { LlmConfig } from '../weights/config.js';
+import { llmAttention } from '../ops/attention.js';
+import { siluMul } from '../ops/elementwise.js';
+import { embedding } from '../ops/embedding.js';
+import { appendKv } from '../ops/kv_cache.js';
+import { matmul } from '../ops/matmul.js';
+import { rmsNorm } from '../ops/norm.js';
+import { qkvRopeView, rope } from '../ops/rope.js';
+import type { Tap } from './internvit.js';
+import type { WeightStore } from './weights.js';
+
+interface DecoderLayer {
+  attentionNorm: Tensor;
+  wqkv: Tensor;
+  wo: Tensor;
+  ffnNorm: Tensor;
+  w1: Tensor;
+  w3: Tensor;
+  w2: Tensor;
+}
+
+/** Per-layer K and V caches [maxLen, kvHeads*headDim] and how many positions they hold. */
+export class KvCache {
+  length = 0;
+  constructor(
+    readonly k: Tensor[],
+    readonly v: Tensor[],
+    readonly maxLen: number,
+  ) {}
+
+  release(): void {
+    for (const t of [...this.k, ...this.v]) t.release();
+  }
+}
+
+export class InternLM2 {
+  readonly layers: DecoderLayer[] = [];
+  readonly embeddings: Tensor;
+  readonly norm: Tensor;
+  readonly output: Tensor;
+
+  constructor(
+    readonly config: LlmConfig,
+    w: WeightStore,
+  ) {
+    const { hiddenSize: d, intermediateSize: ff, vocabSize: v, numAttentionHeads: h, numKeyValueHeads: g, headDim } = config;
+    const m = 'language_model.model.';
+    this.embeddings = w.take(`${m}tok_embeddings.weight`, [v, d]);
+    for (let i = 0; i < config.numHiddenLayers; i++) {
+      const l = `${m}layers.${i}.`;
+      this.layers.push({
+        attentionNorm: w.take(`${l}attention_norm.weight`, [d]),
+        wqkv: w.take(`${l}attention.wqkv.weight`, [(h + 2 * g) * headDim, d]),
+        wo: w.take(`${l}attention.wo.weight`, [d, h * headDim]),
+        ffnNorm: w.take(`${l}ffn_norm.weight`, [d]),
+        w1: w.take(`${l}feed_forward.w1.weight`, [ff, d]),
+        w3: w.take(`${l}feed_forward.w3.weight`, [ff, d]),
+        w2: w.take(`${l}feed_forward.w2.weight`, [d, ff]),
+      });
+    }
+    this.norm = w.take(`${m}norm.weight`, [d]);
+    this.output = w.take('language_model.output.weight', [v, d]);
+  }
+
+  newCache(gpu: Gpu, maxLen: number): KvCache {
+    const width = this.config.numKeyValueHeads * this.config.headDim;
+    const alloc = (i: number, kind: string) => gpu.empty([maxLen, width], 'f32', `${kind} cache ${i}`);
+    return new KvCache(
+      this.layers.map((_, i) => alloc(i, 'k')),
+      this.layers.map((_, i) => alloc(i, 'v')),
+      maxLen,
+    );
+  }
+
+  embed(rec: Recorder, ids: Tensor): Tensor {
+    return embedding(rec, ids, this.embeddings);
+  }
+
+  /**
+   * Run x [N, D] (embeddings of the next N positions) through every layer, appending to `cache`.
+   * Returns logits [N, V] when `allLogits`, else logits [1, V] of the last position.
+   */
+  forward(rec: Recorder, x: Tensor, cache: KvCache, opts: { allLogits?: boolean; tap?: Tap } = {}): Tensor {
+    const cfg = this.config;
+    const n = x.shape[0];
+    const position = cache.length;
+    if (position + n > cache.maxLen) throw new Error(`InternLM2: ${position + n} positions exceed the KV cache of ${cache.maxLen}`);
+    const ropeView = qkvRopeView(cfg.numAttentionHeads, cfg.numKeyValueHeads, cfg.headDim);
+    const ntk = cfg.ropeScaling ? { maxPositionEmbeddings: cfg.maxPositionEmbeddings, scalingFactor: cfg.ropeScaling.factor } : {};
+    let h = x;
+    this.layers.forEach((layer, i) => {
+      const a = rmsNorm(rec, h, layer.attentionNorm, cfg.rmsNormEps);
+      const qkv = matmul(rec, a, layer.wqkv);
+      a.release();
+      rope(rec, qkv, ropeView, { positionOffset: position, theta: cfg.ropeTheta, seqLen: position + n, ...ntk });
+      appendKv(rec, qkv, cache.k[i], cache.v[i], { kvHeads: cfg.numKeyValueHeads, headDim: cfg.headDim, position });
+      const attn = llmAttention(rec, qkv, cache.k[i], cache.v[i], { heads: cfg.numAttentionHeads, kvHeads: cfg.numKeyValueHeads, kvLen: position + n });
+      qkv.release();
+      const afterAttn = matmul(rec, attn, layer.wo, { residual: h });
+      attn.release();
+      if (h !== x) h.release();
+      const f = rmsNorm(rec, afterAttn, layer.ffnNorm, cfg.rmsNormEps);
+      const gate = matmul(rec, f, layer.w1);
+      const up = matmul(rec, f, layer.w3);
+      f.release();
+      const act = siluMul(rec, gate, up);
+      gate.release();
+      up.release();
+      h = matmul(rec, act, layer.w2, { residual: afterAttn });
+      act.release();
+      afterAttn.release();
+      opts.tap?.(`llm.layer.${i}`, h);
+    });
+    cache.length = position + n;
+    let last = h;
+    if (!opts.allLogits && n > 1) {
+      last = rec.gpu.empty([1, cfg.hiddenSize], 'f32', 'last hidden');
+      const rowBytes = cfg.hiddenSize * 4;
+      rec.copyBuffer(h.buffer, (n - 1) * rowBytes, last.buffer, 0, rowBytes);
+    }
+    const normed = rmsNorm(rec, last, this.norm, cfg.rmsNormEps);
+    if (last !== h) last.release();
+    if (h !== x) h.release();
+    const logits = matmul(rec, normed, this.output);
+    normed.release();
+    return logits;
+  }
+}
