@@ -228,16 +228,15 @@ export class InternVL {
     }
   }
 
-  /** Greedy generation after a prefill; stops on any of `stopIds` (the stop token is not returned). */
+  /** Greedy generation after a prefill; stops after emitting any of `stopIds` (included, as HF generate does). */
   async greedy(firstLogits: Tensor, cache: KvCache, maxNewTokens: number, stopIds: readonly number[]): Promise<number[]> {
     const out: number[] = [];
     let logits = firstLogits;
     for (let i = 0; i < maxNewTokens; i++) {
       const next = await this.argmaxLast(logits);
       logits.release();
-      if (stopIds.includes(next)) return out;
       out.push(next);
-      if (i + 1 === maxNewTokens || cache.length >= cache.maxLen) return out;
+      if (stopIds.includes(next) || i + 1 === maxNewTokens || cache.length >= cache.maxLen) return out;
       logits = await this.decode(next, cache);
     }
     return out;
