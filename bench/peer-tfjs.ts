@@ -31,12 +31,9 @@ async function timeTf(tf: Tf, run: () => import('@tensorflow/tfjs-core').Tensor,
   return times[times.length >> 1];
 }
 
-/** tfjs binds each tensor whole; past the binding limit it records a validation error and returns garbage. */
-const TFJS_MAX_BINDING = 128 * 2 ** 20;
-
-function checkBinding(what: string, elements: number): void {
-  if (elements * 4 > TFJS_MAX_BINDING) throw new Error(`tfjs cannot run this shape: its f32 ${what} (${((elements * 4) / 2 ** 20).toFixed(0)} MiB) exceeds the 128 MiB storage binding and tfjs does not split tensors`);
-}
+/** tfjs binds each tensor whole (past the binding limit it records an error and returns garbage), so
+ * the peer splits big weights by rows and attention by heads, as a tfjs user would have to. */
+const TFJS_MAX_ELEMENTS = (128 * 2 ** 20) / 4;
 
 export async function createTfjsPeer(reps = 5): Promise<Peer> {
   Object.assign(globalThis, globals);
@@ -49,16 +46,15 @@ export async function createTfjsPeer(reps = 5): Promise<Peer> {
   return {
     name: 'tfjs-webgpu 4.x (f32)',
     async matmulMs(m, k, n) {
-      checkBinding('weight', n * k);
+      const rowsPerPart = Math.floor(TFJS_MAX_ELEMENTS / Math.max(k, m));
       const x = tf.randomNormal([m, k]);
-      const w = tf.randomNormal([n, k]);
-      const ms = await timeTf(tf, () => tf.matMul(x, w, false, true), reps);
+      const parts = Array.from({ length: Math.ceil(n / rowsPerPart) }, (_, i) => tf.randomNormal([Math.min(rowsPerPart, n - i * rowsPerPart), k]));
+      const ms = await timeTf(tf, () => (parts.length === 1 ? tf.matMul(x, parts[0], false, true) : tf.tidy(() => tf.concat(parts.map((w) => tf.matMul(x, w, false, true)), 1))), reps);
       x.dispose();
-      w.dispose();
+      for (const w of parts) w.dispose();
       return ms;
     },
     async attentionMs(heads, kvHeads, lq, lk, d, causal) {
-      checkBinding('score matrix', heads * lq * lk);
       const q = tf.randomNormal([heads, lq, d]);
       const k = tf.randomNormal([kvHeads, lk, d]);
       const v = tf.randomNormal([kvHeads, lk, d]);
@@ -68,15 +64,22 @@ export async function createTfjsPeer(reps = 5): Promise<Peer> {
         const qi = tf.add(tf.reshape(tf.range(0, lq), [lq, 1]), lk - lq);
         mask = tf.mul(tf.cast(tf.greater(tf.reshape(tf.range(0, lk), [1, lk]), qi), 'float32'), -1e30);
       }
+      // heads per chunk so the [heads, lq, lk] score matrix fits one binding
+      const chunk = Math.max(rep, Math.floor(TFJS_MAX_ELEMENTS / (lq * lk) / rep) * rep);
       const ms = await timeTf(
         tf,
         () =>
           tf.tidy(() => {
             const kk = rep > 1 ? tf.reshape(tf.tile(tf.expandDims(k, 1), [1, rep, 1, 1]), [heads, lk, d]) : k;
             const vv = rep > 1 ? tf.reshape(tf.tile(tf.expandDims(v, 1), [1, rep, 1, 1]), [heads, lk, d]) : v;
-            let s = tf.mul(tf.matMul(q, kk, false, true), 1 / Math.sqrt(d));
-            if (mask) s = tf.add(s, mask);
-            return tf.matMul(tf.softmax(s), vv);
+            const outs = [];
+            for (let h = 0; h < heads; h += chunk) {
+              const n = Math.min(chunk, heads - h);
+              let s = tf.mul(tf.matMul(tf.slice(q, [h, 0, 0], [n, lq, d]), tf.slice(kk, [h, 0, 0], [n, lk, d]), false, true), 1 / Math.sqrt(d));
+              if (mask) s = tf.add(s, mask);
+              outs.push(tf.matMul(tf.softmax(s), tf.slice(vv, [h, 0, 0], [n, lk, d])));
+            }
+            return outs.length === 1 ? outs[0] : tf.concat(outs, 0);
           }),
         reps,
       );
