@@ -3,6 +3,7 @@
 
     /usr/bin/python3 test/reference/make_dumps.py --model DIR --out DIR [--cases text,image,two_images,video]
         [--max-new-tokens 8] [--max-tiles 4] [--frames 8] [--switch name=value ...] [--system TEXT]
+        [--logits-last K]
 
 DIR is any checkpoint directory with the real file set: config.json, model.safetensors or
 model.safetensors.index.json + shards, tokenizer.model (+ optional added_tokens.json /
@@ -15,6 +16,8 @@ Dump notes beyond the DESIGN.md table:
   proj), before the AdaLN gate and the residual add; zero at the CLS position when temporal_cls=false.
 - vision.* tensors list the frames in LLM row order (vision.frames gives each frame's tile).
 - generate.ids includes the stop token (92542 or 2) when one was emitted.
+- With --logits-last K, llm.logits holds only the last K prompt rows ([K, V]; it dominates the file
+  size otherwise) and the metadata key `logits_rows` gives their range "[N-K, N]"; without it, all N rows.
 - Dynamic NTK RoPE: a forward of positions start..start+n-1 uses the base for length start+n (HF's
   behaviour for a freshly loaded model); plain RoPE below max_position_embeddings.
 """
@@ -84,10 +87,14 @@ def run_case(model, tokenizer, case, args):
         tensors['input.pixel_values'] = pixels
     tensors['input.ids'] = ids
     tensors.update(trace)
-    tensors['llm.logits'] = logits
+    n = logits.shape[0]
+    first = max(0, n - args.logits_last) if args.logits_last else 0
+    tensors['llm.logits'] = logits[first:]
     tensors['generate.ids'] = new_ids
     meta = {'case': case, 'prompt': prompt, 'model_type': cfg.model_type, 'switches': model.switches.to_json(),
             'inputs': json.dumps(notes, sort_keys=True)}
+    if args.logits_last:
+        meta['logits_rows'] = json.dumps([first, n])
     return tensors, meta
 
 
@@ -101,6 +108,7 @@ def parse_args(argv=None):
     p.add_argument('--frames', type=int, default=8, help='video frames sampled')
     p.add_argument('--switch', action='append', default=[], help='PVC convention switch, name=value')
     p.add_argument('--system', default=SYSTEM_MESSAGE, help='system message of the chat template')
+    p.add_argument('--logits-last', type=int, default=0, help='keep only the last K rows of llm.logits (0: all)')
     p.add_argument('--image1', default=os.path.join(ASSETS, 'example_image1.jpg'))
     p.add_argument('--image2', default=os.path.join(ASSETS, 'example_image2.jpg'))
     p.add_argument('--video', default=os.path.join(ASSETS, 'example_video.mp4'))
@@ -109,6 +117,8 @@ def parse_args(argv=None):
     unknown = set(args.cases) - set(CASES)
     if unknown:
         p.error(f'unknown cases {sorted(unknown)}; known: {CASES}')
+    if args.logits_last < 0:
+        p.error('--logits-last must be >= 0')
     args.switches = Switches.parse(args.switch)
     return args
 
