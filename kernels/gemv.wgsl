@@ -8,11 +8,13 @@
 // ROWS (1, 2, 4 or 8) rows are computed; rows >= M read clamped addresses and are not stored.
 //
 // Variants:
-//   default  software (lavapipe): no workgroup memory. 64 lanes, each owning COLS output columns and
-//            streaming their weight rows with wide loads. VEC (K % 8 == 0) reads 8 weights per
-//            vec4<u32> (or two vec4<f32>); with SUBGROUPS, K runs in steps of 32: lanes 0..3 each
-//            load 8 activations of a row and subgroupBroadcast spreads them (4 lanes always exist:
-//            WebGPU's minimum subgroup size). Without VEC, one value per load (any K).
+//   default  software (lavapipe): no workgroup memory. 64 lanes, each owning one output column and
+//            streaming its weight row with wide loads. VEC (K % 8 == 0) reads 8 weights per
+//            vec4<u32> (or two vec4<f32>); with SUBGROUPS, K runs in steps of 32 and the 32
+//            activations of a row are loaded once per subgroup and spread with subgroupBroadcast:
+//            by lanes 0..3, 8 each (4 lanes always exist: WebGPU's minimum subgroup size), or with
+//            X8 (subgroups of at least 8 lanes) by lanes 0..7, 4 each, which halves the per-lane
+//            activation loads. Without VEC, one value per load (any K).
 //   SPLITK   hardware: a workgroup of 64 invocations computes 4 columns; invocation t sums k = t,
 //            t + 64, ...; partial sums meet in workgroup memory (with SUBGROUPS, subgroupAdd first and
 //            one slot per subgroup, claimed with an atomic so no subgroup layout is assumed).
@@ -25,7 +27,7 @@
 //   BIAS_B      storage read  f32 [N]             (BIAS; binding numbers come from the wrapper)
 //   SCALE_B     storage read  f32 [N]             (SCALE)
 //   RESIDUAL_B  storage read  f32 [M, N]          (RESIDUAL)
-// Dispatch: software (ceil(nPart / (64 * COLS)), 1); SPLITK (ceil(nPart / 4), 1).
+// Dispatch: software (ceil(nPart / 64), 1); SPLITK (ceil(nPart / 4), 1).
 
 struct Params { M: u32, N: u32, K: u32, n0: u32, nPart: u32 }
 
@@ -155,8 +157,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 }
 
 #else
-const COLS = {{COLS}}u;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32
 #if SUBGROUPS
@@ -164,64 +164,54 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 #endif
 ) {
   let K = params.K;
-  let c0 = (wg.x * 64u + lane) * COLS;
+  let c = wg.x * 64u + lane;
   // clamped addresses keep tail lanes in uniform control flow (subgroupBroadcast needs it)
-  var e: array<u32, COLS>;
-  for (var c = 0u; c < COLS; c++) { e[c] = min(c0 + c, params.nPart - 1u) * K; }
+  let e = min(c, params.nPart - 1u) * K;
   var xr: array<u32, ROWS>;
   for (var r = 0u; r < ROWS; r++) { xr[r] = min(r, params.M - 1u) * K; }
-  var acc: array<array<f32, COLS>, ROWS>;
+  var acc: array<f32, ROWS>;
   var k = 0u;
 #if VEC
 #if SUBGROUPS
-  let j = 2u * (sl % 4u);
+  // Weights are used as soon as they arrive (no private array that could spill). Activations: with
+  // X8 each lane of a subgroup (at least 8 lanes) loads 4 of them, else lanes 0..3 load 8 each;
+  // subgroupBroadcast from constant lanes spreads them.
   for (; k + 32u <= K; k += 32u) {
-    var q: array<array<vec4<f32>, 8>, COLS>;
-    for (var c = 0u; c < COLS; c++) {
-      for (var i = 0u; i < 4u; i++) {
-        let p = w8(e[c] + k + 8u * i);
-        q[c][2u * i] = p[0];
-        q[c][2u * i + 1u] = p[1];
-      }
-    }
+    let p0 = w8(e + k);
+    let p1 = w8(e + k + 8u);
+    let p2 = w8(e + k + 16u);
+    let p3 = w8(e + k + 24u);
     for (var r = 0u; r < ROWS; r++) {
-      let a = x[(xr[r] + k) / 4u + j];
-      let b = x[(xr[r] + k) / 4u + j + 1u];
-      let a0 = subgroupBroadcast(a, 0u);
-      let b0 = subgroupBroadcast(b, 0u);
-      let a1 = subgroupBroadcast(a, 1u);
-      let b1 = subgroupBroadcast(b, 1u);
-      let a2 = subgroupBroadcast(a, 2u);
-      let b2 = subgroupBroadcast(b, 2u);
-      let a3 = subgroupBroadcast(a, 3u);
-      let b3 = subgroupBroadcast(b, 3u);
-      for (var c = 0u; c < COLS; c++) {
-        acc[r][c] += dot(a0, q[c][0]) + dot(b0, q[c][1]) + dot(a1, q[c][2]) + dot(b1, q[c][3])
-                   + dot(a2, q[c][4]) + dot(b2, q[c][5]) + dot(a3, q[c][6]) + dot(b3, q[c][7]);
-      }
+      let o = (xr[r] + k) / 4u;
+#if X8
+      let a = x[o + sl % 8u];
+      let xs = array<vec4<f32>, 8>(subgroupBroadcast(a, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(a, 2u), subgroupBroadcast(a, 3u),
+                                   subgroupBroadcast(a, 4u), subgroupBroadcast(a, 5u), subgroupBroadcast(a, 6u), subgroupBroadcast(a, 7u));
+#else
+      let a = x[o + 2u * (sl % 4u)];
+      let b = x[o + 2u * (sl % 4u) + 1u];
+      let xs = array<vec4<f32>, 8>(subgroupBroadcast(a, 0u), subgroupBroadcast(b, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(b, 1u),
+                                   subgroupBroadcast(a, 2u), subgroupBroadcast(b, 2u), subgroupBroadcast(a, 3u), subgroupBroadcast(b, 3u));
+#endif
+      acc[r] += dot(xs[0], p0[0]) + dot(xs[1], p0[1]) + dot(xs[2], p1[0]) + dot(xs[3], p1[1])
+              + dot(xs[4], p2[0]) + dot(xs[5], p2[1]) + dot(xs[6], p3[0]) + dot(xs[7], p3[1]);
     }
   }
 #endif
   for (; k < K; k += 8u) {
-    for (var c = 0u; c < COLS; c++) {
-      let p = w8(e[c] + k);
-      for (var r = 0u; r < ROWS; r++) {
-        acc[r][c] += dot(x[(xr[r] + k) / 4u], p[0]) + dot(x[(xr[r] + k) / 4u + 1u], p[1]);
-      }
+    let p = w8(e + k);
+    for (var r = 0u; r < ROWS; r++) {
+      acc[r] += dot(x[(xr[r] + k) / 4u], p[0]) + dot(x[(xr[r] + k) / 4u + 1u], p[1]);
     }
   }
 #else
   for (; k < K; k++) {
-    for (var c = 0u; c < COLS; c++) {
-      let p = w1(e[c] + k);
-      for (var r = 0u; r < ROWS; r++) { acc[r][c] += x[xr[r] + k] * p; }
-    }
+    let p = w1(e + k);
+    for (var r = 0u; r < ROWS; r++) { acc[r] += x[xr[r] + k] * p; }
   }
 #endif
   for (var r = 0u; r < ROWS; r++) {
-    for (var c = 0u; c < COLS; c++) {
-      if (r < params.M && c0 + c < params.nPart) { store(r, c0 + c, acc[r][c]); }
-    }
+    if (r < params.M && c < params.nPart) { store(r, c, acc[r]); }
   }
 }
 #endif

@@ -64,15 +64,12 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   // K % 8 == 0 keeps every row (x and w) on a 16-byte boundary for the wide loads
   if (software && K % 8 === 0) defines.VEC = true;
   if (gpu.features.subgroups && (software || gemv)) {
-    // the software GEMM broadcasts from lanes 0..R-1, so R must not exceed the smallest subgroup
+    // the software kernels broadcast from lanes 0..7 only where every subgroup has 8 lanes
     defines.SUBGROUPS = true;
-    if (software && !gemv && gpu.features.subgroupMinSize >= 8) defines.R8 = true;
+    if (software && gpu.features.subgroupMinSize >= 8) defines[gemv ? 'X8' : 'R8'] = true;
   }
   if (!software) defines[gemv ? 'SPLITK' : 'TILED'] = true;
-  if (gemv) {
-    defines.ROWS = 2 ** Math.ceil(Math.log2(M));
-    if (software) defines.COLS = 1;
-  }
+  if (gemv) defines.ROWS = 2 ** Math.ceil(Math.log2(M));
   const extra: Binding[] = [];
   const optional: [string, Tensor | undefined][] = [['BIAS', bias], ['SCALE', scale], ['RESIDUAL', inplace ? undefined : residual]];
   for (const [name, t] of optional) {
@@ -87,7 +84,7 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   const kernel = gemv ? 'gemv' : 'matmul';
   const rowsPerGroup = software ? (defines.R8 ? 8 : 4) : 64;
   for (const part of w.parts) {
-    const colsPerGroup = gemv ? (software ? 64 * (defines.COLS as number) : 4) : software ? 256 : 64;
+    const colsPerGroup = gemv ? (software ? 64 : 4) : software ? 256 : 64;
     const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
     const params = rec.uniform([M, N, K, part.rowStart, part.rows]);
     rec.dispatch(kernel, defines, [params, x, part.buffer, out, ...extra], groups, `${kernel} ${M}x${K}->${N}`);
