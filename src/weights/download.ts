@@ -99,6 +99,8 @@ interface Hub {
   repo: string;
   revision: string;
   token?: string;
+  /** howToGetWeights for this repo and directory, appended to errors a person must act on */
+  help: string;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -118,7 +120,7 @@ async function localShards(dir: string): Promise<string[] | undefined> {
     const index: unknown = JSON.parse(await readFile(join(dir, INDEX_FILE), 'utf8'));
     const map = isObject(index) ? index.weight_map : undefined;
     if (!isObject(map)) return undefined;
-    return [...new Set(Object.values(map).map(String))];
+    return [...new Set(Object.values(map).map(String))].sort();
   } catch {
     return (await fileSize(join(dir, 'model.safetensors'))) !== undefined ? ['model.safetensors'] : undefined;
   }
@@ -133,11 +135,11 @@ export async function isCompleteCheckpoint(dir: string): Promise<boolean> {
 }
 
 /** What to tell a person who cannot download: other ways to get the weights, and the demo that needs none. */
-export function howToGetWeights(repo = DEFAULT_REPO, dir = DEFAULT_DIR): string {
+export function howToGetWeights(repo = DEFAULT_REPO, dir = DEFAULT_DIR, endpoint = 'https://huggingface.co'): string {
   return [
     'Other ways to get the weights:',
     `  huggingface-cli download ${repo} --local-dir ${dir}`,
-    `  git lfs install && git clone https://huggingface.co/${repo} ${dir}`,
+    `  git lfs install && git clone ${endpoint}/${repo} ${dir}`,
     `  or copy an existing download of ${repo} into ${dir}`,
     'To try the engine without them (tiny synthetic model):',
     '  npx tsx run.ts --demo --image IMAGE',
@@ -156,7 +158,7 @@ async function request(hub: Hub, url: string, what: string, headers: Record<stri
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (e as Error).message;
-    throw new DownloadError('offline', `Cannot reach ${hub.endpoint} (${why}) while fetching ${what}: offline, DNS failure, proxy, or the hub is down.\n${howToGetWeights(hub.repo)}`);
+    throw new DownloadError('offline', `Cannot reach ${hub.endpoint} (${why}) while fetching ${what}: offline, DNS failure, proxy, or the hub is down.\n${hub.help}`);
   }
   if (res.ok) return res;
   await res.body?.cancel();
@@ -168,13 +170,13 @@ async function request(hub: Hub, url: string, what: string, headers: Record<stri
     throw new DownloadError(
       'auth',
       `The hub refused ${what} of ${place} (HTTP ${res.status}). The repo may be gated, private, or not exist. ` +
-        `${tokenNote} (${hub.endpoint}/settings/tokens), and accept the model's terms on ${hub.endpoint}/${hub.repo} if it asks.\n${howToGetWeights(hub.repo)}`,
+        `${tokenNote} (${hub.endpoint}/settings/tokens), and accept the model's terms on ${hub.endpoint}/${hub.repo} if it asks.\n${hub.help}`,
     );
   }
   if (res.status === 404) {
-    throw new DownloadError('not-found', `Not found (HTTP 404): ${what} of ${place}. Check the repo name and revision.\n${howToGetWeights(hub.repo)}`);
+    throw new DownloadError('not-found', `Not found (HTTP 404): ${what} of ${place}. Check the repo name and revision.\n${hub.help}`);
   }
-  throw new DownloadError('http', `HTTP ${res.status} ${res.statusText} for ${what} of ${place}.\n${howToGetWeights(hub.repo)}`);
+  throw new DownloadError('http', `HTTP ${res.status} ${res.statusText} for ${what} of ${place}.\n${hub.help}`);
 }
 
 async function getJson(hub: Hub, url: string, what: string): Promise<{ json: unknown; next?: string }> {
@@ -321,7 +323,7 @@ async function checkSpace(dir: string, todo: RemoteFile[]): Promise<void> {
   if (need > free) throw new DownloadError('disk', `${dir}: ${gb(need)} still to download but only ${gb(free)} free`);
 }
 
-const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+const gb = (n: number) => (n >= 1e8 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(2)} MB`);
 
 /**
  * Make sure `dir` holds a complete checkpoint of `repo`: if it does not, download the files inference
@@ -331,11 +333,14 @@ const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
 export async function ensureWeights(dir: string, opts: EnsureOptions = {}): Promise<EnsureResult> {
   const log = opts.log ?? (() => {});
   if (await isCompleteCheckpoint(dir)) return { dir, alreadyComplete: true, downloaded: [], kept: [], ignored: [] };
+  const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const repo = opts.repo ?? DEFAULT_REPO;
   const hub: Hub = {
-    endpoint: (opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, ''),
-    repo: opts.repo ?? DEFAULT_REPO,
+    endpoint,
+    repo,
     revision: opts.revision ?? 'main',
     token: (opts.token ?? process.env.HF_TOKEN) || undefined,
+    help: howToGetWeights(repo, dir, endpoint),
   };
   const retries = opts.retries ?? 3;
   const { commit, files } = await listRepo(hub);
