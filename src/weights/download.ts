@@ -68,7 +68,7 @@ export interface EnsureOptions {
   onProgress?: (p: DownloadProgress) => void;
   /** one-line notes for a person: what the repo has, what is fetched or kept */
   log?: (line: string) => void;
-  /** extra attempts per file after an interrupted transfer, each resuming it; default 3 */
+  /** extra attempts per file after a dropped connection or network failure, each resuming it; default 3 */
   retries?: number;
 }
 
@@ -165,7 +165,7 @@ async function request(hub: Hub, url: string, what: string, headers: Record<stri
   const place = `${hub.repo}@${hub.revision} on ${hub.endpoint}`;
   if (res.status === 401 || res.status === 403) {
     const tokenNote = hub.token
-      ? 'The token that was sent (HF_TOKEN or --token) was refused or has no access to this repo: check it'
+      ? 'The token that was sent (HF_TOKEN or the token option) was refused or has no access to this repo: check it'
       : 'No token was sent: set HF_TOKEN to an access token';
     throw new DownloadError(
       'auth',
@@ -192,6 +192,7 @@ async function getJson(hub: Hub, url: string, what: string): Promise<{ json: unk
 /** The commit the revision names, and every file of that commit with its size and hash. */
 async function listRepo(hub: Hub): Promise<{ commit: string; files: Map<string, RemoteFile> }> {
   const api = `${hub.endpoint}/api/models/${encodePath(hub.repo)}`;
+  // the model info names the commit; its siblings list only names, so sizes and hashes come from the tree
   const { json: info } = await getJson(hub, `${api}/revision/${encodeURIComponent(hub.revision)}`, 'the model info');
   const commit = isObject(info) && typeof info.sha === 'string' ? info.sha : hub.revision;
   const files = new Map<string, RemoteFile>();
@@ -212,10 +213,6 @@ async function listRepo(hub: Hub): Promise<{ commit: string; files: Map<string, 
       });
     }
     url = page.next;
-  }
-  if (isObject(info) && Array.isArray(info.siblings)) {
-    const missing = info.siblings.map((s) => (isObject(s) ? String(s.rfilename) : '')).filter((f) => f && !files.has(f));
-    if (missing.length) throw new DownloadError('http', `the file list of ${hub.repo}@${commit} lacks files the model info names: ${missing.join(', ')}`);
   }
   return { commit, files };
 }
@@ -376,7 +373,8 @@ export async function ensureWeights(dir: string, opts: EnsureOptions = {}): Prom
           await downloadFile(hub, commit, f, dir, meter);
           break;
         } catch (e) {
-          if (!(e instanceof DownloadError && e.kind === 'interrupted') || attempt >= retries) throw e;
+          const transient = e instanceof DownloadError && (e.kind === 'interrupted' || e.kind === 'offline');
+          if (!transient || attempt >= retries) throw e;
           log(`${e.message}; retrying (${attempt + 1}/${retries})`);
           await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
         }
