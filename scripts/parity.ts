@@ -1,7 +1,9 @@
 // Stage-by-stage parity against dumps (DESIGN.md "Dump format"):
-//   npm run parity -- --model DIR --dump FILE|DIR [--switch name=value ...] [--save DIR]
+//   npm run parity -- --model DIR --dump FILE|DIR [--switch name=value ...] [--logits-last K] [--save DIR]
 //       runs the engine on each dump's recorded inputs (ids, pixel values, visual items, switches
-//       from its metadata; --switch overrides) and compares every stage and the greedy ids
+//       from its metadata; --switch overrides) and compares every stage and the greedy ids;
+//       llm.logits rows as the dump holds them, or only the last K (--logits-last 1 for long
+//       prompts of the real model: the engine then never holds [N, 92553] logits)
 //   npm run parity -- --dump FILE|DIR --against FILE|DIR
 //       compares two dumps (or two directories, file by file), e.g. the reference's with the
 //       official checkpoint's (test/reference/hf_dump.py) or the engine's (npm run dump)
@@ -23,10 +25,12 @@ const { values } = parseArgs({
     against: { type: 'string' },
     switch: { type: 'string', multiple: true, default: [] },
     save: { type: 'string' },
+    'logits-last': { type: 'string' },
   },
 });
-if (!values.dump || !!values.model === !!values.against) {
-  console.error('usage: npm run parity -- --model DIR --dump FILE|DIR [--switch name=value ...] [--save DIR]\n       npm run parity -- --dump FILE|DIR --against FILE|DIR');
+const logitsLastArg = values['logits-last'] === undefined ? null : Number(values['logits-last']);
+if (!values.dump || !!values.model === !!values.against || (logitsLastArg !== null && !(Number.isSafeInteger(logitsLastArg) && logitsLastArg >= 1))) {
+  console.error('usage: npm run parity -- --model DIR --dump FILE|DIR [--switch name=value ...] [--logits-last K] [--save DIR]\n       npm run parity -- --dump FILE|DIR --against FILE|DIR');
   process.exit(2);
 }
 
@@ -62,8 +66,9 @@ if (values.against) {
       const model = await models.get(switches);
       const maxNewTokens = want.tensors.get('generate.ids')?.shape[0] ?? 1;
       const logitsRows = want.metadata.logits_rows ? (JSON.parse(want.metadata.logits_rows) as number[]) : null;
+      const logitsLast = logitsLastArg ?? (logitsRows ? logitsRows[1] - logitsRows[0] : 0);
       const start = performance.now();
-      const got = await runCase(model, inputsFromDump(want, file), { maxNewTokens: Math.max(1, maxNewTokens), logitsLast: logitsRows ? logitsRows[1] - logitsRows[0] : 0 });
+      const got = await runCase(model, inputsFromDump(want, file), { maxNewTokens: Math.max(1, maxNewTokens), logitsLast });
       console.log(`\n${file}: engine ran in ${((performance.now() - start) / 1000).toFixed(1)} s`);
       if (values.save) await writeDump(join(values.save, basename(file)), got);
       report(`engine vs ${file}`, got, want);

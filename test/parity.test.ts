@@ -54,6 +54,14 @@ describe.each(PRESETS)('engine vs PyTorch reference, preset %s', (preset) => {
     for (const x of c.exact) expect(x.ok, `${x.name}\n${table}`).toBe(true);
     expect(c.ok).toBe(true);
   });
+
+  it('text: all prompt logits (the path for dumps that keep every row) agree on the rows the fixture holds', async () => {
+    const want = await readDump(join(FIXTURES, preset, 'text.safetensors'));
+    const got = await runCase(await models.get(JSON.parse(want.metadata.switches)), inputsFromDump(want), { maxNewTokens: 2 });
+    expect(got.tensors.get('llm.logits')!.shape[0]).toBe(want.tensors.get('input.ids')!.shape[0]);
+    const logits = compareDumps(got, want).stages.find((s) => s.stage === 'llm.logits')!;
+    expect(logits.relL2).toBeLessThanOrEqual(logits.tolerance);
+  });
 });
 
 describe('dump files and the comparison', () => {

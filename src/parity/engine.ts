@@ -127,19 +127,22 @@ export function llmFrameOrder(model: InternVL, items: VisualItem[]): number[] {
 }
 
 /**
- * Run a case on the engine: prefill with every stage tapped and all prompt logits, then greedy
+ * Run a case on the engine: prefill with every stage tapped (all prompt logits included), then greedy
  * decoding of up to `maxNewTokens` (stopping after a stop id). `logitsLast` keeps only the last K
- * prompt rows of llm.logits (metadata logits_rows says which).
+ * prompt rows of llm.logits (metadata logits_rows says which); with K = 1 the engine never
+ * materialises the [N, V] logits (1.2 GB for a 3000-token prompt of the real model).
  */
 export async function runCase(model: InternVL, inputs: CaseInputs, opts: { maxNewTokens: number; logitsLast?: number }): Promise<Dump> {
   const { gpu } = model;
   const taps = new Map<string, Stage>();
   const cache = model.llm.newCache(gpu, inputs.ids.length + opts.maxNewTokens);
+  const allLogits = opts.logitsLast !== 1;
   let generated: number[];
   let frames: number[];
   try {
-    const out = await model.prefill(inputs.ids, inputs.pixels?.data ?? new Float32Array(0), inputs.items, cache, { allLogits: true, taps });
+    const out = await model.prefill(inputs.ids, inputs.pixels?.data ?? new Float32Array(0), inputs.items, cache, { allLogits, taps });
     frames = out.frames;
+    if (!allLogits) taps.set('llm.logits', { shape: [...out.logits.shape], data: (await gpu.read(out.logits)) as Float32Array });
     generated = await model.greedy(out.logits, cache, opts.maxNewTokens, STOP_IDS);
   } finally {
     cache.release();
@@ -155,9 +158,10 @@ export async function runCase(model: InternVL, inputs: CaseInputs, opts: { maxNe
   for (const name of [...taps.keys()].sort(stageOrder)) {
     const t = taps.get(name)!;
     if (name === 'llm.logits') {
-      const [n, v] = t.shape;
+      const [rows, v] = t.shape;
+      const n = inputs.ids.length; // rows hold prompt positions n - rows .. n - 1
       const first = opts.logitsLast ? Math.max(0, n - opts.logitsLast) : 0;
-      tensors.set(name, { shape: [n - first, v], data: t.data.slice(first * v) });
+      tensors.set(name, { shape: [n - first, v], data: t.data.slice((first - (n - rows)) * v) });
       if (opts.logitsLast) metadata.logits_rows = JSON.stringify([first, n]);
     } else if (name.startsWith('vision.') && name !== 'vision.features') {
       // rows of every frame concatenated -> [F, ...] in LLM frame order
