@@ -17,8 +17,11 @@
 //            loop over the SIMD lanes and workgroup memory is no cheaper): no workgroup memory, no
 //            barriers. A workgroup of 64 lanes computes R rows x 256 columns; each lane owns 4
 //            adjacent columns and R x 4 accumulators. With SUBGROUPS each lane loads the activations
-//            of row (lane % R) and the R rows are spread with subgroupBroadcast from lanes 0..R-1, so
-//            R (R8: 8, else 4) must not exceed the adapter's minimum subgroup size.
+//            of two rows, m0 + sl and m0 + R/2 + sl, and they are spread with subgroupBroadcast from
+//            lanes 0..R/2-1: R = 16 with X8 (every subgroup has at least 8 lanes), else 8. Per-lane
+//            loads are the cost on lavapipe (each becomes a scalar loop over the SIMD lanes), so more
+//            rows per weight load wins even though the 64 accumulators spill. Without SUBGROUPS R = 4
+//            and every lane loads all R rows.
 //   TILED    hardware: 64 x 64 output tile, 16 x 16 invocations of 4 x 4 outputs each, K in slices
 //            of 16 staged in workgroup memory.
 //   VEC      (software only) K % 8 == 0: x read as vec4<f32>, w as vec4<u32> (8 packed values) or
@@ -32,7 +35,7 @@
 //   BIAS_B      storage read  f32 [N]             (BIAS; binding numbers come from the wrapper)
 //   SCALE_B     storage read  f32 [N]             (SCALE)
 //   RESIDUAL_B  storage read  f32 [M, N]          (RESIDUAL)
-// Dispatch: software (ceil(nPart / 256), ceil(M / R)); TILED (ceil(nPart / 64), ceil(M / 64)).
+// Dispatch: software (ceil(nPart / 256), ceil(M / R)), R = 16 / 8 / 4 as above; TILED (ceil(nPart / 64), ceil(M / 64)).
 
 struct Params { M: u32, N: u32, K: u32, n0: u32, nPart: u32 }
 
@@ -178,10 +181,43 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 
 #else
-#if R8
-const R = 8u;
-#else
+#if !SUBGROUPS
 const R = 4u;
+#elif X8
+const R = 16u;
+#else
+const R = 8u;
+#endif
+
+#if SUBGROUPS
+// Rows i0 .. i0 + R/2 - 1: row i0 + i takes lane i's activations, spread with subgroupBroadcast.
+// VEC: (a, b) are 8 values of K and the columns of lo / hi the 4 columns' weights for them.
+fn rowsVec(acc: ptr<function, array<vec4<f32>, R>>, i0: u32, a: vec4<f32>, b: vec4<f32>, lo: mat4x4<f32>, hi: mat4x4<f32>) {
+  (*acc)[i0] += subgroupBroadcast(a, 0u) * lo + subgroupBroadcast(b, 0u) * hi;
+  (*acc)[i0 + 1u] += subgroupBroadcast(a, 1u) * lo + subgroupBroadcast(b, 1u) * hi;
+  (*acc)[i0 + 2u] += subgroupBroadcast(a, 2u) * lo + subgroupBroadcast(b, 2u) * hi;
+  (*acc)[i0 + 3u] += subgroupBroadcast(a, 3u) * lo + subgroupBroadcast(b, 3u) * hi;
+#if X8
+  (*acc)[i0 + 4u] += subgroupBroadcast(a, 4u) * lo + subgroupBroadcast(b, 4u) * hi;
+  (*acc)[i0 + 5u] += subgroupBroadcast(a, 5u) * lo + subgroupBroadcast(b, 5u) * hi;
+  (*acc)[i0 + 6u] += subgroupBroadcast(a, 6u) * lo + subgroupBroadcast(b, 6u) * hi;
+  (*acc)[i0 + 7u] += subgroupBroadcast(a, 7u) * lo + subgroupBroadcast(b, 7u) * hi;
+#endif
+}
+
+// The same for one value of K: a is the activation, q the 4 columns' weights.
+fn rowsOne(acc: ptr<function, array<vec4<f32>, R>>, i0: u32, a: f32, q: vec4<f32>) {
+  (*acc)[i0] += subgroupBroadcast(a, 0u) * q;
+  (*acc)[i0 + 1u] += subgroupBroadcast(a, 1u) * q;
+  (*acc)[i0 + 2u] += subgroupBroadcast(a, 2u) * q;
+  (*acc)[i0 + 3u] += subgroupBroadcast(a, 3u) * q;
+#if X8
+  (*acc)[i0 + 4u] += subgroupBroadcast(a, 4u) * q;
+  (*acc)[i0 + 5u] += subgroupBroadcast(a, 5u) * q;
+  (*acc)[i0 + 6u] += subgroupBroadcast(a, 6u) * q;
+  (*acc)[i0 + 7u] += subgroupBroadcast(a, 7u) * q;
+#endif
+}
 #endif
 
 @compute @workgroup_size(64)
@@ -203,7 +239,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let e3 = min(c0 + 3u, last) * K;
   var acc: array<vec4<f32>, R>; // acc[r][c]: row m0 + r, column c0 + c
 #if SUBGROUPS
-  let xr = min(m0 + sl % R, M - 1u) * K;
+  // each lane loads the activations of two rows: m0 + sl and m0 + R/2 + sl
+  let h = R / 2u;
+  let xr0 = min(m0 + sl % h, M - 1u) * K;
+  let xr1 = min(m0 + h + sl % h, M - 1u) * K;
 #else
   var xr: array<u32, R>;
   for (var r = 0u; r < R; r++) { xr[r] = min(m0 + r, M - 1u) * K; }
@@ -219,18 +258,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let lo = mat4x4<f32>(q0[0], q1[0], q2[0], q3[0]);
     let hi = mat4x4<f32>(q0[1], q1[1], q2[1], q3[1]);
 #if SUBGROUPS
-    let a = x[(xr + k) / 4u];
-    let b = x[(xr + k) / 4u + 1u];
-    acc[0] += subgroupBroadcast(a, 0u) * lo + subgroupBroadcast(b, 0u) * hi;
-    acc[1] += subgroupBroadcast(a, 1u) * lo + subgroupBroadcast(b, 1u) * hi;
-    acc[2] += subgroupBroadcast(a, 2u) * lo + subgroupBroadcast(b, 2u) * hi;
-    acc[3] += subgroupBroadcast(a, 3u) * lo + subgroupBroadcast(b, 3u) * hi;
-#if R8
-    acc[4] += subgroupBroadcast(a, 4u) * lo + subgroupBroadcast(b, 4u) * hi;
-    acc[5] += subgroupBroadcast(a, 5u) * lo + subgroupBroadcast(b, 5u) * hi;
-    acc[6] += subgroupBroadcast(a, 6u) * lo + subgroupBroadcast(b, 6u) * hi;
-    acc[7] += subgroupBroadcast(a, 7u) * lo + subgroupBroadcast(b, 7u) * hi;
-#endif
+    rowsVec(&acc, 0u, x[(xr0 + k) / 4u], x[(xr0 + k) / 4u + 1u], lo, hi);
+    rowsVec(&acc, h, x[(xr1 + k) / 4u], x[(xr1 + k) / 4u + 1u], lo, hi);
 #else
     for (var r = 0u; r < R; r++) {
       acc[r] += x[(xr[r] + k) / 4u] * lo + x[(xr[r] + k) / 4u + 1u] * hi;
@@ -241,17 +270,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var k = 0u; k < K; k++) {
     let q = vec4<f32>(w1(e0 + k), w1(e1 + k), w1(e2 + k), w1(e3 + k));
 #if SUBGROUPS
-    let a = x[xr + k];
-    acc[0] += subgroupBroadcast(a, 0u) * q;
-    acc[1] += subgroupBroadcast(a, 1u) * q;
-    acc[2] += subgroupBroadcast(a, 2u) * q;
-    acc[3] += subgroupBroadcast(a, 3u) * q;
-#if R8
-    acc[4] += subgroupBroadcast(a, 4u) * q;
-    acc[5] += subgroupBroadcast(a, 5u) * q;
-    acc[6] += subgroupBroadcast(a, 6u) * q;
-    acc[7] += subgroupBroadcast(a, 7u) * q;
-#endif
+    rowsOne(&acc, 0u, x[xr0 + k], q);
+    rowsOne(&acc, h, x[xr1 + k], q);
 #else
     for (var r = 0u; r < R; r++) { acc[r] += x[xr[r] + k] * q; }
 #endif

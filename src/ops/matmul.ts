@@ -66,7 +66,7 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   if (gpu.features.subgroups && (software || gemv)) {
     // the software kernels broadcast from lanes 0..7 only where every subgroup has 8 lanes
     defines.SUBGROUPS = true;
-    if (software && gpu.features.subgroupMinSize >= 8) defines[gemv ? 'X8' : 'R8'] = true;
+    if (software && gpu.features.subgroupMinSize >= 8) defines.X8 = true;
   }
   if (!software) defines[gemv ? 'SPLITK' : 'TILED'] = true;
   if (gemv) defines.ROWS = 2 ** Math.ceil(Math.log2(M));
@@ -82,7 +82,8 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   if (epilogue === 'gelu') defines.GELU = true;
 
   const kernel = gemv ? 'gemv' : 'matmul';
-  const rowsPerGroup = software ? (defines.R8 ? 8 : 4) : 64;
+  // software: two rows per subgroup lane (16 or 8), or 4 without subgroups
+  const rowsPerGroup = software ? (defines.SUBGROUPS ? (defines.X8 ? 16 : 8) : 4) : 64;
   for (const part of w.parts) {
     const colsPerGroup = gemv ? (software ? 64 : 4) : software ? 256 : 64;
     const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
