@@ -86,8 +86,17 @@ export class InternVL {
    * Prefill: vision rows for `items` (tiles of `pixelValues` [tiles, 3, S, S] in item order) merged
    * into the embeddings of `ids`, then the whole prompt through the LLM. Records into `rec`; tensors
    * the step needs are uploaded first. Returns the logits (last row, or all rows with `allLogits`).
+   * With `timeVision`, the vision part is submitted on its own and waited for, and `visionMs` gives
+   * its time from the call (pixel uploads included).
    */
-  async prefill(ids: Int32Array, pixelValues: Float32Array, items: VisualItem[], cache: KvCache, opts: { allLogits?: boolean; taps?: Map<string, Stage> } = {}): Promise<{ logits: Tensor; frames: number[] }> {
+  async prefill(
+    ids: Int32Array,
+    pixelValues: Float32Array,
+    items: VisualItem[],
+    cache: KvCache,
+    opts: { allLogits?: boolean; taps?: Map<string, Stage>; timeVision?: boolean } = {},
+  ): Promise<{ logits: Tensor; frames: number[]; visionMs?: number }> {
+    const start = performance.now();
     const { gpu, config } = this;
     const s = config.imageSize;
     const tileFloats = 3 * s * s;
@@ -121,8 +130,9 @@ export class InternVL {
           pending.set(name, e);
         }
       : undefined;
-    const rec = gpu.recorder();
+    let rec = gpu.recorder();
     let logits: Tensor;
+    let visionMs: number | undefined;
     try {
       const perSequence = sequences.map((seq) => {
         const vit = this.vision.forward(rec, seq.pixels, seq.times, tap);
@@ -130,6 +140,13 @@ export class InternVL {
         vit.release();
         return rows;
       });
+      if (opts.timeVision) {
+        // its own submit, waited for, so the vision tower's time can be told apart from the LLM's
+        await rec.submit();
+        await gpu.sync();
+        visionMs = performance.now() - start;
+        rec = gpu.recorder();
+      }
       const embeds = this.llm.embed(rec, idTensor);
       this.mergeVisionRows(rec, embeds, ids, this.orderRows(sequences, perSequence), tap);
       for (const r of perSequence) r.release();
@@ -160,7 +177,7 @@ export class InternVL {
         opts.taps.set(name, { shape: e.shape, data });
       }
     }
-    return { logits, frames: sequences.flatMap((s) => s.frames) };
+    return { logits, frames: sequences.flatMap((s) => s.frames), visionMs };
   }
 
   /** Vision row blocks (one per frame of each sequence) in LLM order, per the image_frame_order switch. */
