@@ -80,7 +80,7 @@ async function randomF32(gpu: Gpu, shape: number[], label: string): Promise<Tens
 
 /** PyTorch CPU ceilings for a batch of jobs (one process); empty when torch is missing. */
 function torchCeilings(jobs: object[]): number[] | null {
-  if (!useTorch || !existsSync(TORCH)) return null;
+  if (!useTorch || !existsSync(TORCH) || !jobs.length) return null;
   const r = spawnSync(TORCH, [new URL('./torch_ceiling.py', import.meta.url).pathname], { input: JSON.stringify(jobs), encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) {
     log(`(torch ceiling skipped: ${r.stderr.trim().split('\n').pop()})`);
