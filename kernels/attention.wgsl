@@ -5,13 +5,14 @@
 //   off + b*batch + t*row + head(h) + i          (all in vec4 units, so every term is a multiple of 4 floats)
 // with head(h) = (h div rep)*group + (h mod rep)*D4 for q and out, and head(g) = g*group for k and v
 // (kv head g serves query heads g*rep .. g*rep+rep-1: GQA).
-// Each workgroup owns WG "query slots" of one (batch b, kv head g): slot s is query row s div rep of
-// head g*rep + s mod rep, so the rep heads sharing a kv head share every K/V load.
+// Each workgroup owns SPW = WG*QPL "query slots" of one (batch b, kv head g): slot s is query row
+// s div rep of head g*rep + s mod rep, so the rep heads sharing a kv head share every K/V load.
 // Causal: query row t sits at absolute position pos0 + t and sees keys j <= pos0 + t.
 //
 // Variants (defines):
 //   D4       head dim / 4
-//   WG       query slots per workgroup (workgroup size of the attention pass)
+//   WG       workgroup size of the attention pass
+//   QPL      query slots per lane (software recipe: each loaded key word feeds QPL queries; 1 otherwise)
 //   SUBGROUPS  'software' recipe (lavapipe): no shared memory; each lane loads one of 8 key rows and
 //              the others receive it with subgroupBroadcast from a constant lane. Needs subgroup size >= 8.
 //   !SUBGROUPS 'hardware' recipe: K/V tiles of KT keys in workgroup memory, one query slot per lane.
@@ -27,7 +28,7 @@
 //                         4 part_o       storage rw   array<vec4<f32>> [n_split, batch, groups, pad, D4]  (SPLIT)
 //                         5 part_ml      storage rw   array<vec2<f32>> [n_split, batch, groups, pad]
 //   COMBINE:              1 part_o, 2 part_ml (read), 3 out (rw)
-//   (pad = n_tiles*WG, n_tiles = ceil(lq*rep / WG))
+//   (pad = n_tiles*SPW, n_tiles = ceil(lq*rep / SPW))
 // Dispatch: attention pass (n_tiles*n_split, kv heads, batch), workgroup WG;
 //           COMBINE (ceil(lq*rep*D4 / 64), kv heads, batch), workgroup 64.
 
@@ -42,6 +43,8 @@ struct Params {
 
 const D4: u32 = {{D4}}u;
 const WG: u32 = {{WG}}u;
+const QPL: u32 = {{QPL}}u;
+const SPW: u32 = WG * QPL;  // query slots per workgroup
 // Finite "minus infinity" (fast-math builds may not honour inf); masked keys also get p = 0 explicitly.
 const NEG: f32 = -3.0e38;
 
@@ -64,7 +67,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let c = gid.x % D4;
   let g = gid.y;
   let b = gid.z;
-  let pad = (slots + WG - 1u) / WG * WG;
+  let pad = (slots + SPW - 1u) / SPW * SPW;
   var m = NEG;
   for (var s = 0u; s < P.n_split; s++) {
     m = max(m, part_ml[((s * nwg.z + b) * nwg.y + g) * pad + slot].x);
@@ -107,78 +110,95 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
 ) {
   let slots = P.lq * P.rep;
-  let n_tiles = (slots + WG - 1u) / WG;
+  let n_tiles = (slots + SPW - 1u) / SPW;
   let tile = wid.x % n_tiles;
   let split = wid.x / n_tiles;
   let g = wid.y;
   let b = wid.z;
-  // Lanes past the last slot run along on a clamped slot (subgroup ops and barriers need them) and write nothing.
-  let slot = min(tile * WG + lid, slots - 1u);
-  let t = slot / P.rep;
-  let last = select(0xffffffffu, P.pos0 + t, P.causal != 0u);  // last key position this query sees
 
   // Keys this workgroup visits (uniform): its split's range, cut after the tile's last query when causal.
   let k_start = split * P.split_len;
   var k_end = min(P.lk, k_start + P.split_len);
   if (P.causal != 0u) {
-    k_end = min(k_end, P.pos0 + min(slots - 1u, tile * WG + WG - 1u) / P.rep + 1u);
+    k_end = min(k_end, P.pos0 + min(slots - 1u, tile * SPW + SPW - 1u) / P.rep + 1u);
   }
-
-  let qb = P.q.x + b * P.q.z + t * P.q.y + g * P.q.w + (slot % P.rep) * D4;
   let kb = P.k.x + b * P.k.z + g * P.k.w;
   let vb = P.v.x + b * P.v.z + g * P.v.w;
-  var qv: array<vec4<f32>, D4>;
-  var acc: array<vec4<f32>, D4>;
-  for (var c = 0u; c < D4; c++) {
-    qv[c] = q[qb + c] * P.scale;
-    acc[c] = vec4<f32>(0.0);
+
+  // This lane's QPL query slots: tile*SPW + qi*WG + lid. Slots past the end run along on a clamped
+  // slot (subgroup ops and barriers need every lane) and write nothing.
+  var qv: array<vec4<f32>, QPL * D4>;
+  var acc: array<vec4<f32>, QPL * D4>;
+  var last: array<u32, QPL>;  // last key position each query sees
+  var m: array<f32, QPL>;
+  var l: array<f32, QPL>;
+  for (var qi = 0u; qi < QPL; qi++) {
+    let slot = min(tile * SPW + qi * WG + lid, slots - 1u);
+    let t = slot / P.rep;
+    last[qi] = select(0xffffffffu, P.pos0 + t, P.causal != 0u);
+    let qb = P.q.x + b * P.q.z + t * P.q.y + g * P.q.w + (slot % P.rep) * D4;
+    for (var c = 0u; c < D4; c++) {
+      qv[qi * D4 + c] = q[qb + c] * P.scale;
+      acc[qi * D4 + c] = vec4<f32>(0.0);
+    }
+    m[qi] = NEG;
+    l[qi] = 0.0;
   }
-  var m = NEG;
-  var l = 0.0;
 
 #if SUBGROUPS
   let sub = lane % 8u;
   for (var j0 = k_start; j0 < k_end; j0 += 8u) {
     let j = min(j0 + sub, k_end - 1u);
-    // scores of keys j0..j0+7 as four-wide partial sums, reduced after the loop over dims
-    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
-    var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);
+    // scores of keys j0..j0+3 (s[2qi]) and j0+4..j0+7 (s[2qi+1])
+    // explicit zero: a bare `var s: array<...>;` here was not re-zeroed per iteration on lavapipe
+    var s = array<vec4<f32>, 2u * QPL>();
     let kr = kb + j * P.k.y;
     for (var c = 0u; c < D4; c++) {
       let kv = k[kr + c];
-      let qc = qv[c];
-      a0 += qc * subgroupBroadcast(kv, 0u);
-      a1 += qc * subgroupBroadcast(kv, 1u);
-      a2 += qc * subgroupBroadcast(kv, 2u);
-      a3 += qc * subgroupBroadcast(kv, 3u);
-      a4 += qc * subgroupBroadcast(kv, 4u);
-      a5 += qc * subgroupBroadcast(kv, 5u);
-      a6 += qc * subgroupBroadcast(kv, 6u);
-      a7 += qc * subgroupBroadcast(kv, 7u);
+      let k0 = subgroupBroadcast(kv, 0u); let k1 = subgroupBroadcast(kv, 1u);
+      let k2 = subgroupBroadcast(kv, 2u); let k3 = subgroupBroadcast(kv, 3u);
+      let k4 = subgroupBroadcast(kv, 4u); let k5 = subgroupBroadcast(kv, 5u);
+      let k6 = subgroupBroadcast(kv, 6u); let k7 = subgroupBroadcast(kv, 7u);
+      for (var qi = 0u; qi < QPL; qi++) {
+        let qc = qv[qi * D4 + c];
+        s[2u * qi] += vec4<f32>(dot(qc, k0), dot(qc, k1), dot(qc, k2), dot(qc, k3));
+        s[2u * qi + 1u] += vec4<f32>(dot(qc, k4), dot(qc, k5), dot(qc, k6), dot(qc, k7));
+      }
     }
     let jl = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
     let jh = jl + vec4<u32>(4u);
-    let ok_l = (jl < vec4<u32>(k_end)) & (jl <= vec4<u32>(last));
-    let ok_h = (jh < vec4<u32>(k_end)) & (jh <= vec4<u32>(last));
-    let s_l = select(vec4<f32>(NEG), vec4<f32>(hsum(a0), hsum(a1), hsum(a2), hsum(a3)), ok_l);
-    let s_h = select(vec4<f32>(NEG), vec4<f32>(hsum(a4), hsum(a5), hsum(a6), hsum(a7)), ok_h);
-    let m_new = max(m, max(hmax(s_l), hmax(s_h)));
-    let alpha = exp2(m - m_new);
-    let p_l = select(vec4<f32>(0.0), exp2(s_l - m_new), ok_l);
-    let p_h = select(vec4<f32>(0.0), exp2(s_h - m_new), ok_h);
-    l = l * alpha + hsum(p_l + p_h);
-    m = m_new;
+    var p: array<vec4<f32>, 2u * QPL>;
+    var alpha: array<f32, QPL>;
+    for (var qi = 0u; qi < QPL; qi++) {
+      let ok_l = (jl < vec4<u32>(k_end)) & (jl <= vec4<u32>(last[qi]));
+      let ok_h = (jh < vec4<u32>(k_end)) & (jh <= vec4<u32>(last[qi]));
+      let s_l = select(vec4<f32>(NEG), s[2u * qi], ok_l);
+      let s_h = select(vec4<f32>(NEG), s[2u * qi + 1u], ok_h);
+      let m_new = max(m[qi], max(hmax(s_l), hmax(s_h)));
+      alpha[qi] = exp2(m[qi] - m_new);
+      p[2u * qi] = select(vec4<f32>(0.0), exp2(s_l - m_new), ok_l);
+      p[2u * qi + 1u] = select(vec4<f32>(0.0), exp2(s_h - m_new), ok_h);
+      l[qi] = l[qi] * alpha[qi] + hsum(p[2u * qi] + p[2u * qi + 1u]);
+      m[qi] = m_new;
+    }
     let vr = vb + j * P.v.y;
     for (var c = 0u; c < D4; c++) {
       let vv = v[vr + c];
-      acc[c] = acc[c] * alpha
-        + p_l.x * subgroupBroadcast(vv, 0u) + p_l.y * subgroupBroadcast(vv, 1u)
-        + p_l.z * subgroupBroadcast(vv, 2u) + p_l.w * subgroupBroadcast(vv, 3u)
-        + p_h.x * subgroupBroadcast(vv, 4u) + p_h.y * subgroupBroadcast(vv, 5u)
-        + p_h.z * subgroupBroadcast(vv, 6u) + p_h.w * subgroupBroadcast(vv, 7u);
+      let v0 = subgroupBroadcast(vv, 0u); let v1 = subgroupBroadcast(vv, 1u);
+      let v2 = subgroupBroadcast(vv, 2u); let v3 = subgroupBroadcast(vv, 3u);
+      let v4 = subgroupBroadcast(vv, 4u); let v5 = subgroupBroadcast(vv, 5u);
+      let v6 = subgroupBroadcast(vv, 6u); let v7 = subgroupBroadcast(vv, 7u);
+      for (var qi = 0u; qi < QPL; qi++) {
+        let pl = p[2u * qi];
+        let ph = p[2u * qi + 1u];
+        acc[qi * D4 + c] = acc[qi * D4 + c] * alpha[qi]
+          + pl.x * v0 + pl.y * v1 + pl.z * v2 + pl.w * v3
+          + ph.x * v4 + ph.y * v5 + ph.z * v6 + ph.w * v7;
+      }
     }
   }
 #else
+  // QPL is 1 here: one query slot per lane.
   for (var j0 = k_start; j0 < k_end; j0 += KT) {
     workgroupBarrier();  // the previous tile is consumed
     for (var i = lid; i < KT * D4; i += WG) {
@@ -188,36 +208,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
     var s: array<f32, KT>;
-    var m_new = m;
+    var m_new = m[0];
     for (var kk = 0u; kk < KT; kk++) {
       var a = vec4<f32>(0.0);
       for (var c = 0u; c < D4; c++) { a += qv[c] * ks[kk * D4 + c]; }
       let j = j0 + kk;
-      s[kk] = select(NEG, hsum(a), j < k_end && j <= last);
+      s[kk] = select(NEG, hsum(a), j < k_end && j <= last[0]);
       m_new = max(m_new, s[kk]);
     }
-    let alpha = exp2(m - m_new);
-    l *= alpha;
+    let alpha = exp2(m[0] - m_new);
+    l[0] *= alpha;
     for (var c = 0u; c < D4; c++) { acc[c] *= alpha; }
     for (var kk = 0u; kk < KT; kk++) {
       let j = j0 + kk;
-      let p = select(0.0, exp2(s[kk] - m_new), j < k_end && j <= last);
-      l += p;
+      let p = select(0.0, exp2(s[kk] - m_new), j < k_end && j <= last[0]);
+      l[0] += p;
       for (var c = 0u; c < D4; c++) { acc[c] += p * vs[kk * D4 + c]; }
     }
-    m = m_new;
+    m[0] = m_new;
   }
 #endif
 
-  if (tile * WG + lid >= slots) { return; }
-  let inv = select(0.0, 1.0 / l, l > 0.0);
+  for (var qi = 0u; qi < QPL; qi++) {
+    let slot = tile * SPW + qi * WG + lid;
+    let inv = select(0.0, 1.0 / l[qi], l[qi] > 0.0);
+    if (slot < slots) {
 #if SPLIT
-  let pi = ((split * nwg.z + b) * nwg.y + g) * (n_tiles * WG) + slot;
-  part_ml[pi] = vec2<f32>(m, l);
-  for (var c = 0u; c < D4; c++) { part_o[pi * D4 + c] = acc[c] * inv; }
+      let pi = ((split * nwg.z + b) * nwg.y + g) * (n_tiles * SPW) + slot;
+      part_ml[pi] = vec2<f32>(m[qi], l[qi]);
+      for (var c = 0u; c < D4; c++) { part_o[pi * D4 + c] = acc[qi * D4 + c] * inv; }
 #else
-  let ob = out_index(b, g, slot);
-  for (var c = 0u; c < D4; c++) { out[ob + c] = acc[c] * inv; }
+      let ob = out_index(b, g, slot);
+      for (var c = 0u; c < D4; c++) { out[ob + c] = acc[qi * D4 + c] * inv; }
 #endif
+    }
+  }
 }
 #endif

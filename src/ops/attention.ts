@@ -84,19 +84,22 @@ export function attention(rec: Recorder, q: AttentionView, k: AttentionView, v: 
   ];
 
   const gpu = rec.gpu;
-  const minSubgroup = (gpu.device as unknown as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo?.subgroupMinSize ?? 0;
-  const broadcast = gpu.adapterClass === 'software' && gpu.features.subgroups && minSubgroup >= 8;
+  // The broadcast recipe spreads 8 key rows over lanes 0..7: it needs subgroups of at least 8.
+  const broadcast = gpu.adapterClass === 'software' && gpu.features.subgroups && gpu.features.subgroupMinSize >= 8;
   const slots = lq * rep;
-  // Small query sets (decode, temporal attention over a few frames) get narrow workgroups.
-  const wg = slots <= 8 ? 8 : 64;
-  const nTiles = Math.ceil(slots / wg);
+  // Small query sets (decode, temporal attention over a few frames) get narrow workgroups; the
+  // software recipe gives each lane several queries so one key load feeds more FMAs.
+  const wg = slots <= 8 || broadcast ? 8 : 64;
+  const qpl = broadcast && slots > wg ? 4 : 1;
+  const nTiles = Math.ceil(slots / (wg * qpl));
   // Split the keys across workgroups when there are too few workgroups to fill the device (decode).
   const target = gpu.adapterClass === 'software' ? 32 : 512;
   const groupsNow = nTiles * kvHeads * batch;
   const nSplit = Math.max(1, Math.min(Math.ceil(target / groupsNow), Math.floor(lk / 256)));
   const splitLen = Math.ceil(lk / nSplit);
 
-  const defines = { D4: d / 4, WG: wg, ...(broadcast ? { SUBGROUPS: true } : { KT: Math.min(64, 2048 / d) }) };
+  const shape = { D4: d / 4, WG: wg, QPL: qpl };
+  const defines = { ...shape, ...(broadcast ? { SUBGROUPS: true } : { KT: Math.min(64, 2048 / d) }) };
   const scale = (opts.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
   const uniform = rec.uniform([lq, lk, rep, qOffset, causal ? 1 : 0, splitLen, nSplit, { f32: scale }, ...params.flat()]);
   const grid: [number, number, number] = [nTiles * nSplit, kvHeads, batch];
@@ -104,11 +107,11 @@ export function attention(rec: Recorder, q: AttentionView, k: AttentionView, v: 
     rec.dispatch('attention', defines, [uniform, q.tensor, k.tensor, v.tensor, out.tensor], grid, OP);
     return out.tensor;
   }
-  const pad = nTiles * wg;
+  const pad = nTiles * wg * qpl;
   const partO = gpu.empty([nSplit * batch * kvHeads * pad, d], 'f32', 'attention partial o');
   const partMl = gpu.empty([nSplit * batch * kvHeads * pad, 2], 'f32', 'attention partial m, l');
   rec.dispatch('attention', { ...defines, SPLIT: true }, [uniform, q.tensor, k.tensor, v.tensor, partO, partMl], grid, `${OP} split-K`);
-  rec.dispatch('attention', { D4: d / 4, WG: wg, COMBINE: true }, [uniform, partO, partMl, out.tensor], [Math.ceil((slots * d) / 4 / 64), kvHeads, batch], `${OP} combine`);
+  rec.dispatch('attention', { ...shape, COMBINE: true }, [uniform, partO, partMl, out.tensor], [Math.ceil((slots * d) / 4 / 64), kvHeads, batch], `${OP} combine`);
   partO.release();
   partMl.release();
   return out.tensor;
