@@ -87,8 +87,9 @@ export function attention(rec: Recorder, q: AttentionView, k: AttentionView, v: 
   // The broadcast recipe spreads 8 key rows over lanes 0..7: it needs subgroups of at least 8.
   const broadcast = gpu.adapterClass === 'software' && gpu.features.subgroups && gpu.features.subgroupMinSize >= 8;
   const slots = lq * rep;
-  // Small query sets (decode, temporal attention over a few frames) get narrow workgroups; the
-  // software recipe gives each lane several queries so one key load feeds more FMAs.
+  // Software recipe: one subgroup per workgroup (subgroups never share loads there, and small tiles
+  // waste little on ragged lengths such as 1025) and 4 queries per lane so one key load feeds more
+  // FMAs. Hardware recipe: 64 lanes share each K/V tile; small query sets (decode, a few frames) get 8.
   const wg = slots <= 8 || broadcast ? 8 : 64;
   const qpl = broadcast && slots > wg ? 4 : 1;
   const nTiles = Math.ceil(slots / (wg * qpl));
