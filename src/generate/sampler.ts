@@ -75,17 +75,22 @@ export function processLogits(scores: Float64Array, previous: Iterable<number>, 
     for (let i = 0; i < v; i++) if (scores[i] < kth) scores[i] = -Infinity;
   }
   if (s.topP < 1) {
-    // ascending by score; drop from the bottom while the mass dropped stays <= 1 - top_p, keep the top id
-    const kept: number[] = [];
-    for (let i = 0; i < v; i++) if (scores[i] !== -Infinity) kept.push(i);
-    kept.sort((a, b) => scores[a] - scores[b] || b - a);
-    const probs = softmaxOf(scores, kept);
+    // Ascending by score, HF drops ids while the mass dropped stays <= 1 - top_p (the top id always
+    // stays). The first position past that gives a cutoff score; ids tied with it are all kept.
+    const sorted = Float64Array.from(scores).sort();
+    const max = sorted[v - 1];
+    let z = 0;
+    for (let j = 0; j < v; j++) z += Math.exp(sorted[j] - max);
     let cumulative = 0;
-    for (let j = 0; j < kept.length - 1; j++) {
-      cumulative += probs[j];
-      if (cumulative > 1 - s.topP) break;
-      scores[kept[j]] = -Infinity;
+    let cut = v - 1;
+    for (let j = 0; j < v - 1; j++) {
+      cumulative += Math.exp(sorted[j] - max) / z;
+      if (cumulative > 1 - s.topP) {
+        cut = j;
+        break;
+      }
     }
+    for (let i = 0; i < v; i++) if (scores[i] < sorted[cut]) scores[i] = -Infinity;
   }
   return scores;
 }
