@@ -26,7 +26,7 @@ const USAGE = `Chat with PVC-InternVL2 about images or a video.
 Inputs
   --image PATH             an image (repeat for several: "Image-1: <image>" ... prompt convention)
   --video PATH             a video (one tile per frame; "Frame1: <image>" ... prompt convention)
-  --frames N               video frames sampled uniformly (default 64)
+  --frames N               video frames sampled uniformly (default 32)
   --start S --end E        only this segment of the video, in seconds
   --prompt TEXT            the question (default: a description request for the image or video)
   --system TEXT            system message (default: InternVL's)

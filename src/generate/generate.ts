@@ -22,7 +22,7 @@ export class InputError extends Error {
 
 export interface VideoInput {
   path: string;
-  /** frames sampled uniformly (num_segments); default 64, as the PVC README */
+  /** frames sampled uniformly (num_segments); default 32, as utils/preprocess.load_video (the PVC README example passes 64) */
   frames?: number;
   /** only [start, end] seconds of the video */
   start?: number;
@@ -124,7 +124,7 @@ async function prepare(model: InternVL, tokenizer: Tokenizer, req: ChatRequest, 
   let items: VisualItem[] = [];
   let pixels: Float32Array = new Float32Array(0);
   if (req.video) {
-    const { path, frames = 64, start, end } = req.video;
+    const { path, frames = 32, start, end } = req.video;
     if (!(Number.isSafeInteger(frames) && frames >= 1)) throw new InputError(`frames must be a positive integer, got ${frames}`);
     if ((start === undefined) !== (end === undefined)) throw new InputError('give both the start and the end of the video segment');
     if (start !== undefined && end !== undefined && !(start >= 0 && end > start)) throw new InputError(`the video segment needs 0 <= start < end, got ${start}..${end}`);
