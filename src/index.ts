@@ -6,8 +6,6 @@
 //   for (let r = await turn.next(); ; r = await turn.next()) { if (r.done) { console.log(r.value.stats); break; } process.stdout.write(r.value); }
 //   m.dispose();
 
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { getDevice, type Gpu } from './gpu/index.js';
 import { InternVL, type LoadOptions } from './models/internvl.js';
 import { Tokenizer } from './text/tokenizer.js';
@@ -23,30 +21,16 @@ export interface LoadedModel {
   gpu: Gpu;
   model: InternVL;
   tokenizer: Tokenizer;
-  /** <|im_end|>, the tokenizer's eos and generation_config.json's eos_token_id(s) */
+  /** <|im_end|> and the tokenizer's eos: InternVL's chat() overrides generation_config's eos list with <|im_end|>; eos is kept as a safety stop (as the PyTorch reference does) */
   stopIds: number[];
   /** Frees the weights' device (when loadModel created it). */
   dispose(): void;
 }
 
-/** Ids of generation_config.json's eos_token_id (a number or a list), if the file exists. */
-export async function generationStopIds(dir: string): Promise<number[]> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'generation_config.json'), 'utf8');
-  } catch {
-    return [];
-  }
-  const eos = (JSON.parse(text) as { eos_token_id?: unknown }).eos_token_id;
-  const ids = Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos];
-  if (!ids.every((id) => Number.isSafeInteger(id) && (id as number) >= 0)) throw new Error(`${join(dir, 'generation_config.json')}: eos_token_id should be an id or a list of ids, got ${JSON.stringify(eos)}`);
-  return ids as number[];
-}
-
 /** Reads the tokenizer and config, then uploads the weights (onProgress reports bytes and GB/s). */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const tokenizer = await Tokenizer.fromDirectory(dir);
-  const stopIds = [...new Set([IM_END_ID, tokenizer.eosId, ...(await generationStopIds(dir))])];
+  const stopIds = [...new Set([IM_END_ID, tokenizer.eosId])];
   const gpu = opts.gpu ?? (await getDevice());
   try {
     const model = await InternVL.load(gpu, dir, opts);
