@@ -38,7 +38,9 @@ if command -v apt-get >/dev/null 2>&1 && { ! lavapipe_ok || [ ${#need_apt[@]} -g
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # npm install, not npm ci: the registry here lacks some optional platform packages (rollup's), so
+  # the lockfile cannot list them and npm ci refuses it; install still follows the lockfile.
+  npm install --no-audit --no-fund
 fi
 
 # Prove a WebGPU adapter is usable (prints it, or the exact fix).
