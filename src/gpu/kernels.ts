@@ -3,7 +3,6 @@
 
 export const KERNEL_NAMES = [
   'matmul',
-  'gemv',
   'attention',
   'norm',
   'elementwise',

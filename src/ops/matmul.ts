@@ -1,4 +1,4 @@
-// Linear layers: out = x · wᵀ with fused epilogues (kernels/matmul.wgsl, kernels/gemv.wgsl).
+// Linear layers: out = x · wᵀ with fused epilogues (kernels/matmul.wgsl: GEMM and, for decode, GEMV variants).
 
 import type { Defines } from '../gpu/pipelines.js';
 import type { Binding, Recorder } from '../gpu/recorder.js';
@@ -69,7 +69,10 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
     if (software && gpu.features.subgroupMinSize >= 8) defines.X8 = true;
   }
   if (!software) defines[gemv ? 'SPLITK' : 'TILED'] = true;
-  if (gemv) defines.ROWS = 2 ** Math.ceil(Math.log2(M));
+  if (gemv) {
+    defines.GEMV = true;
+    defines.ROWS = 2 ** Math.ceil(Math.log2(M));
+  }
   const extra: Binding[] = [];
   const optional: [string, Tensor | undefined][] = [['BIAS', bias], ['SCALE', scale], ['RESIDUAL', inplace ? undefined : residual]];
   for (const [name, t] of optional) {
@@ -81,14 +84,13 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   if (inplace) defines.RESIDUAL_INPLACE = true;
   if (epilogue === 'gelu') defines.GELU = true;
 
-  const kernel = gemv ? 'gemv' : 'matmul';
   // software: two rows per subgroup lane (16 or 8), or 4 without subgroups
   const rowsPerGroup = software ? (defines.SUBGROUPS ? (defines.X8 ? 16 : 8) : 4) : 64;
   for (const part of w.parts) {
     const colsPerGroup = gemv ? (software ? 64 : 4) : software ? 256 : 64;
     const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
     const params = rec.uniform([M, N, K, part.rowStart, part.rows]);
-    rec.dispatch(kernel, defines, [params, x, part.buffer, out, ...extra], groups, `${kernel} ${M}x${K}->${N}`);
+    rec.dispatch('matmul', defines, [params, x, part.buffer, out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
   }
   return out;
 }
