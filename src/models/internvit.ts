@@ -164,6 +164,13 @@ export class InternViT {
         y.release();
         return out;
       };
+      // x0 + ls * [gate *] (input · Wᵀ + b): without a gate the add is the matmul's own epilogue
+      const addBranch = (x0: Tensor, input: Tensor, lin: Linear, branch: Branch, ls: Tensor): Tensor => {
+        if (groupOf(branch) !== null) return residual(x0, matmul(rec, input, lin.weight, { bias: lin.bias }), branch, ls);
+        const next = matmul(rec, input, lin.weight, { bias: lin.bias, scale: ls, residual: x0 });
+        x0.release();
+        return next;
+      };
 
       if (layer.temporal) {
         const t = layer.temporal;
@@ -187,25 +194,13 @@ export class InternViT {
       const view = (offset: number) => ({ tensor: qkv, offset, rowStride: 3 * c, batchStride: tokens * 3 * c, groupStride: d });
       const a = attention(rec, view(0), view(c), view(2 * c), { heads, headDim: d, lq: tokens, lk: tokens, batch: frames }).reshape([frames * tokens, c]);
       qkv.release();
-      if (mod) {
-        x = residual(x, matmul(rec, a, layer.proj.weight, { bias: layer.proj.bias }), 'attn', layer.ls1);
-      } else {
-        const next = matmul(rec, a, layer.proj.weight, { bias: layer.proj.bias, scale: layer.ls1, residual: x });
-        x.release();
-        x = next;
-      }
+      x = addBranch(x, a, layer.proj, 'attn', layer.ls1);
       a.release();
 
       h = modulated(layerNorm(rec, x, layer.norm2.weight, layer.norm2.bias, eps), 'mlp');
       const f1 = matmul(rec, h, layer.fc1.weight, { bias: layer.fc1.bias, epilogue: 'gelu' });
       h.release();
-      if (mod) {
-        x = residual(x, matmul(rec, f1, layer.fc2.weight, { bias: layer.fc2.bias }), 'mlp', layer.ls2);
-      } else {
-        const next = matmul(rec, f1, layer.fc2.weight, { bias: layer.fc2.bias, scale: layer.ls2, residual: x });
-        x.release();
-        x = next;
-      }
+      x = addBranch(x, f1, layer.fc2, 'mlp', layer.ls2);
       f1.release();
       mod?.release();
       tap?.(`vision.layer.${i}`, x);
