@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { getDevice, toBf16Bits, type Gpu, type Recorder, type Tensor } from '../src/gpu/index.js';
+import { getDevice, partBuffer, toBf16Bits, type Gpu, type Recorder, type Tensor } from '../src/gpu/index.js';
 import { InternLM2 } from '../src/models/internlm2.js';
 import { WeightStore } from '../src/models/weights.js';
 import { attention, type AttentionView } from '../src/ops/attention.js';
@@ -96,7 +96,7 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
   const b = await gpu.allocWeight([bytes / 4], 'u32', 'copy dst');
   gpu.writeBytes(a, new Uint8Array(bytes).fill(1));
   // copy in binding-sized pieces (the tensors are split by the binding limit)
-  const ms = await timeStep(gpu, (rec) => a.parts.forEach((p, i) => rec.copyBuffer(p.buffer, 0, b.parts[i].buffer, 0, p.buffer.size)), 5);
+  const ms = await timeStep(gpu, (rec) => a.parts.forEach((p, i) => rec.copyBuffer(partBuffer(a, p), 0, partBuffer(b, b.parts[i]), 0, partBuffer(a, p).size)), 5);
   a.release();
   b.release();
   return bytes / ms / 1e6;

@@ -4,12 +4,15 @@
 // Ids outside [0, vocab) read nothing and get a zero row, written by the dispatch with
 // FIRST = 1 (so every output element is written exactly once).
 //
-// Variants: BF16 (table packed two per u32, element 2w in the low half) or f32 table.
+// Variants: BF16 (table packed two per u32, element 2w in the low half) or f32 table;
+//   TEXELS (with BF16): the part is a texel-layout weight (src/gpu/tensor.ts), texel (i, r) =
+//   elements 8i .. 8i+7 of row r.
 //
 // Bindings (group 0):
 //   0 params  uniform { n, d, row_start, rows, vocab, first: u32 }
 //   1 ids     storage read  array<i32> [n]
 //   2 table   storage read  BF16: array<u32> [ceil(rows*d/2)]; else array<f32> [rows, d]   (this part)
+//             TEXELS: texture_storage_2d<rgba32uint, read> [rows][d / 8]
 //   3 out     storage rw    array<f32> [n, d]
 // Dispatch: workgroup 256 along d; grid (ceil(d/256), min(n, 65535), ceil(n/65535));
 //   token = wg.y + wg.z * 65535.
@@ -18,7 +21,9 @@ struct Params { n: u32, d: u32, row_start: u32, rows: u32, vocab: u32, first: u3
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
-#if BF16
+#if TEXELS
+@group(0) @binding(2) var table: texture_storage_2d<rgba32uint, read>;
+#elif BF16
 @group(0) @binding(2) var<storage, read> table: array<u32>;
 #else
 @group(0) @binding(2) var<storage, read> table: array<f32>;
@@ -39,7 +44,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let local = u32(id) - params.row_start; // wraps to a huge value for ids below this part
   if (local >= params.rows) { return; }
   let e = local * params.d + col;
-#if BF16
+#if TEXELS
+  let w = textureLoad(table, vec2<u32>(col / 8u, local))[(col % 8u) / 2u];
+  out[o] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (col & 1u) == 1u));
+#elif BF16
   let w = table[e / 2u];
   out[o] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (e & 1u) == 1u));
 #else

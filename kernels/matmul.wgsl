@@ -58,7 +58,9 @@ struct Params { M: u32, N: u32, K: u32, n0: u32, nPart: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 #if VEC
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-#if W_F32
+#if W_TEXELS
+@group(0) @binding(2) var w: texture_storage_2d<rgba32uint, read>;
+#elif W_F32
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 #else
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
@@ -92,12 +94,17 @@ fn widen2(q: u32) -> vec2<f32> {
 }
 
 #if VEC
-// Weights e .. e + 7 of the part (e % 8 == 0).
-fn w8(e: u32) -> array<vec4<f32>, 2> {
+// Weights k .. k + 7 of row n of the part (k % 8 == 0).
+fn w8(n: u32, k: u32) -> array<vec4<f32>, 2> {
 #if W_F32
+  let e = n * params.K + k;
   return array<vec4<f32>, 2>(w[e / 4u], w[e / 4u + 1u]);
 #else
-  let q = w[e / 8u];
+#if W_TEXELS
+  let q = textureLoad(w, vec2<u32>(k / 8u, n));
+#else
+  let q = w[(n * params.K + k) / 8u];
+#endif
   return array<vec4<f32>, 2>(vec4<f32>(widen2(q.x), widen2(q.y)), vec4<f32>(widen2(q.z), widen2(q.w)));
 #endif
 }
@@ -215,7 +222,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let K = params.K;
   let c = wg.x * 64u + lane;
   // clamped addresses keep tail lanes in uniform control flow (subgroupBroadcast needs it)
-  let e = min(c, params.nPart - 1u) * K;
+  let n = min(c, params.nPart - 1u);
   var xr: array<u32, ROWS>;
   for (var r = 0u; r < ROWS; r++) { xr[r] = min(r, params.M - 1u) * K; }
   var acc: array<f32, ROWS>;
@@ -226,10 +233,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // X8 each lane of a subgroup (at least 8 lanes) loads 4 of them, else lanes 0..3 load 8 each;
   // subgroupBroadcast from constant lanes spreads them.
   for (; k + 32u <= K; k += 32u) {
-    let p0 = w8(e + k);
-    let p1 = w8(e + k + 8u);
-    let p2 = w8(e + k + 16u);
-    let p3 = w8(e + k + 24u);
+    let p0 = w8(n, k);
+    let p1 = w8(n, k + 8u);
+    let p2 = w8(n, k + 16u);
+    let p3 = w8(n, k + 24u);
     for (var r = 0u; r < ROWS; r++) {
       let o = (xr[r] + k) / 4u;
 #if X8
@@ -248,14 +255,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 #endif
   for (; k < K; k += 8u) {
-    let p = w8(e + k);
+    let p = w8(n, k);
     for (var r = 0u; r < ROWS; r++) {
       acc[r] += dot(x[(xr[r] + k) / 4u], p[0]) + dot(x[(xr[r] + k) / 4u + 1u], p[1]);
     }
   }
 #else
   for (; k < K; k++) {
-    let p = w1(e + k);
+    let p = w1(n * K + k);
     for (var r = 0u; r < ROWS; r++) { acc[r] += x[xr[r] + k] * p; }
   }
 #endif
@@ -362,10 +369,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // Tail lanes and rows read clamped (valid) addresses; their results are never stored, and every
   // lane stays in the loop because subgroupBroadcast needs uniform control flow.
   let last = params.nPart - 1u;
-  let e0 = min(c0, last) * K;
-  let e1 = min(c0 + 1u, last) * K;
-  let e2 = min(c0 + 2u, last) * K;
-  let e3 = min(c0 + 3u, last) * K;
+  let n0 = min(c0, last);
+  let n1 = min(c0 + 1u, last);
+  let n2 = min(c0 + 2u, last);
+  let n3 = min(c0 + 3u, last);
   var acc: array<vec4<f32>, R>; // acc[r][c]: row m0 + r, column c0 + c
 #if SUBGROUPS
   // each lane loads the activations of two rows: m0 + sl and m0 + R/2 + sl
@@ -379,10 +386,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 #if VEC
   for (var k = 0u; k < K; k += 8u) {
-    let q0 = w8(e0 + k);
-    let q1 = w8(e1 + k);
-    let q2 = w8(e2 + k);
-    let q3 = w8(e3 + k);
+    let q0 = w8(n0, k);
+    let q1 = w8(n1, k);
+    let q2 = w8(n2, k);
+    let q3 = w8(n3, k);
     // columns of lo/hi are the 4 lanes' weight columns, so (x chunk) * lo is 4 dot products
     let lo = mat4x4<f32>(q0[0], q1[0], q2[0], q3[0]);
     let hi = mat4x4<f32>(q0[1], q1[1], q2[1], q3[1]);
@@ -397,7 +404,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 #else
   for (var k = 0u; k < K; k++) {
-    let q = vec4<f32>(w1(e0 + k), w1(e1 + k), w1(e2 + k), w1(e3 + k));
+    let q = vec4<f32>(w1(n0 * K + k), w1(n1 * K + k), w1(n2 * K + k), w1(n3 * K + k));
 #if SUBGROUPS
     rowsOne(&acc, 0u, x[xr0 + k], q);
     rowsOne(&acc, h, x[xr1 + k], q);

@@ -17,6 +17,7 @@ async function check(g: Gpu, dtype: 'bf16' | 'f32', vocab: number, d: number, id
   const bits = toBf16Bits(values);
   const table = await g.upload([vocab, d], dtype, dtype === 'bf16' ? bits : values, 'table', false);
   expect(table.parts.length).toBeGreaterThanOrEqual(minParts);
+  expect(table.texels).toBe(g.texelWeights && dtype === 'bf16' && d % 8 === 0);
   const exact = dtype === 'bf16' ? bf16BitsToF32(bits) : values;
   const tids = await g.upload([ids.length], 'i32', Int32Array.from(ids));
   const got = await g.step((rec) => rec.read(embedding(rec, tids, table)));
@@ -36,6 +37,10 @@ describe('embedding', () => {
   it('gathers from a bf16 table split into parts (odd dim)', () => check(small, 'bf16', 301, 77, ids(301, 31), 3));
   it('gathers from an f32 table split into parts', () => check(small, 'f32', 257, 45, ids(257, 31), 3));
   it('gathers rows wider than a workgroup from one part', () => check(gpu, 'bf16', 100, 300, ids(100, 37), 1));
+  it('gathers from a bf16 table stored as texels, split into parts', async () => {
+    expect(small.texelWeights, 'the software kernels keep such tables as texels').toBe(true);
+    await check(small, 'bf16', 301, 40, ids(301, 31), 2);
+  });
 
   it('rejects bad ids and shapes', async () => {
     const table = await gpu.allocWeight([10, 4], 'bf16');

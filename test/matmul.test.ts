@@ -16,8 +16,11 @@ narrowSubgroups.features.subgroupMinSize = 4;
 // the subgroup width changes the software kernels where K % 8 == 0 (GEMM rows per tile, GEMV
 // activation loads), so that device runs those cases only
 const wideLoads = (c: Case) => c.K % 8 === 0;
+// software devices keep 16-bit weights with K % 8 == 0 as texels; this one keeps them in buffers
+const bufferWeights = await testGpu({ adapterClass: 'software', texelWeights: false });
 const devices: [string, Gpu, (c: Case) => boolean][] = [
   ['software', software, () => true],
+  ['software, weights in buffers', bufferWeights, wideLoads],
   ['hardware', hardware, () => true],
   ['software without subgroups', noSubgroups, () => true],
   ['software, subgroups of 4', narrowSubgroups, wideLoads],

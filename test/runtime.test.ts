@@ -123,12 +123,34 @@ describe('big tensors', () => {
       const w = await small.allocWeight([100, 33], 'bf16');
       expect(w.parts.length).toBeGreaterThan(1);
       expect(w.parts.reduce((s, p) => s + p.rows, 0)).toBe(100);
-      for (const p of w.parts) expect(p.buffer.size).toBeLessThanOrEqual(4096);
+      for (const p of w.parts) expect(p.buffer!.size).toBeLessThanOrEqual(4096);
       const bits = toBf16Bits(randn(3300, rng(1)));
       small.writeBytes(w, new Uint8Array(bits.buffer));
       const back = (await small.read(w)) as Uint16Array;
       expect(Array.from(back)).toEqual(Array.from(bits));
       expect(() => small.empty([2000], 'f32')).toThrow(/over the storage binding limit/);
+    } finally {
+      small.destroy();
+    }
+  });
+
+  it('keeps 16-bit weights with K % 8 == 0 as texels: split, written in odd pieces, read back intact', async () => {
+    const small = await getDevice({ maxStorageBufferBindingSize: 4096, adapterClass: 'software', texelWeights: true });
+    try {
+      const w = await small.allocWeight([100, 40], 'bf16');
+      expect(w.texels).toBe(true);
+      expect(w.parts.length).toBe(Math.ceil(100 / Math.floor(4096 / 80)));
+      const bits = toBf16Bits(randn(4000, rng(2)));
+      const bytes = new Uint8Array(bits.buffer);
+      // pieces that start and end mid-row and span parts (any 16-byte boundaries)
+      for (const [a, b] of [[0, 48], [48, 4000], [4000, 8000]]) small.writeBytes(w, bytes.subarray(a, b), a);
+      expect(Array.from((await small.read(w)) as Uint16Array)).toEqual(Array.from(bits));
+      expect(() => small.writeBytes(w, bytes.subarray(0, 8), 8)).toThrow(/whole 16-byte texels/);
+      expect(() => w.buffer).toThrow(/split/);
+      const one = await small.allocWeight([10, 40], 'bf16');
+      expect(() => one.buffer, 'buffer-only ops refuse texels').toThrow(/stored as texels/);
+      expect((await small.allocWeight([10, 36], 'bf16')).texels, 'K % 8 != 0 stays in a buffer').toBe(false);
+      expect((await small.allocWeight([10, 40], 'f32')).texels, 'f32 stays in a buffer').toBe(false);
     } finally {
       small.destroy();
     }

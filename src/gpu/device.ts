@@ -15,6 +15,8 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Fill every pooled buffer with NaN when handed out (tests: every output element must be written). */
   poison?: boolean;
+  /** Store eligible 16-bit weights as texels (default: with the software kernels, where read-only storage textures exist). */
+  texelWeights?: boolean;
 }
 
 /** Software rasterisers (lavapipe, SwiftShader) want different kernels from real GPUs. */
@@ -40,6 +42,7 @@ const WANTED_LIMITS = [
   'maxComputeWorkgroupsPerDimension',
   'maxStorageBuffersPerShaderStage',
   'maxBindingsPerBindGroup',
+  'maxTextureDimension2D',
 ] as const;
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node;
@@ -84,14 +87,16 @@ export async function getDevice(options: GpuOptions = {}): Promise<Gpu> {
     throw new Error(`the adapter '${describe(info)}' refused a device with its own limits: ${(e as Error).message}`);
   }
   const software = /llvmpipe|lavapipe|swiftshader|software/i.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`) || (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+  const adapterClass = options.adapterClass ?? (software ? 'software' : 'hardware');
   const gpu = new Gpu(device, await loadKernelSources(), {
     // Dawn's Node bindings free the instance when its JS object is collected, even while a device
     // made from it lives (a crash in ProcessEvents); the Gpu keeps both alive.
     keepAlive: [navGpu, adapter],
     description: describe(info),
-    adapterClass: options.adapterClass ?? (software ? 'software' : 'hardware'),
+    adapterClass,
     features: { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups'), subgroupMinSize: device.features.has('subgroups') ? ((info as { subgroupMinSize?: number }).subgroupMinSize ?? 0) : 0, timestamps: device.features.has('timestamp-query') },
     maxBinding: Math.min(device.limits.maxStorageBufferBindingSize, options.maxStorageBufferBindingSize ?? Infinity),
+    texelWeights: (options.texelWeights ?? adapterClass === 'software') && navGpu.wgslLanguageFeatures.has('readonly_and_readwrite_storage_textures'),
   });
   gpu.pool.poison = options.poison ?? false;
   return gpu;
@@ -109,6 +114,8 @@ export class Gpu {
   readonly features: GpuFeatures;
   /** bytes one storage binding may span (device limit, or smaller when forced) */
   readonly maxBindingBytes: number;
+  /** 16-bit [N, K] weights with K % 8 == 0 are allocated in the texel layout (see tensor.ts) */
+  readonly texelWeights: boolean;
   private lostReason: string | null = null;
   private uncaptured: string | null = null;
   private stepOpen = false;
@@ -118,8 +125,9 @@ export class Gpu {
   constructor(
     readonly device: GPUDevice,
     sources: Map<string, string>,
-    opts: { keepAlive: unknown[]; description: string; adapterClass: AdapterClass; features: GpuFeatures; maxBinding: number },
+    opts: { keepAlive: unknown[]; description: string; adapterClass: AdapterClass; features: GpuFeatures; maxBinding: number; texelWeights: boolean },
   ) {
+    this.texelWeights = opts.texelWeights;
     this.keepAlive = opts.keepAlive;
     this.description = opts.description;
     this.adapterClass = opts.adapterClass;
@@ -198,7 +206,10 @@ export class Gpu {
     checkShape(shape, label);
     const rowElems = numelOf(shape) / shape[0];
     const rowBytes = rowElems * (dtype === 'bf16' || dtype === 'f16' ? 2 : 4);
+    const maxTexture = this.device.limits.maxTextureDimension2D;
+    const texels = this.texelWeights && shape.length === 2 && rowBytes === rowElems * 2 && rowElems % 8 === 0 && rowElems / 8 <= maxTexture;
     let rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
+    if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture);
     if (rowsPerPart < 1) throw new Error(`${label}: one row of [${shape.join(', ')}] ${dtype} (${rowBytes} bytes) is larger than the storage binding limit (${this.maxBindingBytes} bytes)`);
     // keep every part a whole number of 32-bit words (packed 16-bit rows of odd length)
     if ((rowBytes * rowsPerPart) % 4 !== 0) rowsPerPart -= 1;
@@ -208,7 +219,13 @@ export class Gpu {
     this.device.pushErrorScope('validation');
     for (let r = 0; r < shape[0]; r += rowsPerPart) {
       const rows = Math.min(rowsPerPart, shape[0] - r);
-      parts.push({ buffer: this.pool.create(storageBytes(dtype, rows * rowElems), `${label}[${r}:${r + rows}]`), rowStart: r, rows });
+      const name = `${label}[${r}:${r + rows}]`;
+      if (texels) {
+        const usage = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.COPY_SRC;
+        parts.push({ texture: this.device.createTexture({ size: [rowElems / 8, rows], format: 'rgba32uint', usage, label: name }), rowStart: r, rows });
+      } else {
+        parts.push({ buffer: this.pool.create(storageBytes(dtype, rows * rowElems), name), rowStart: r, rows });
+      }
     }
     const [validation, oom] = await Promise.all([this.device.popErrorScope(), this.device.popErrorScope()]);
     const t = new Tensor(this, [...shape], dtype, parts, false, label);
@@ -233,7 +250,8 @@ export class Gpu {
       const a = Math.max(start, offset);
       const b = Math.min(end, offset + bytes.length);
       if (a >= b) continue;
-      writeAligned(this.device, p.buffer, a - start, bytes.subarray(a - offset, b - offset));
+      if (p.texture) writeTexelRows(this.device, p.texture, rowBytes, a - start, bytes.subarray(a - offset, b - offset));
+      else writeAligned(this.device, p.buffer!, a - start, bytes.subarray(a - offset, b - offset));
     }
   }
 
@@ -272,6 +290,22 @@ export class Gpu {
     for (const b of this.uniformChunks) b.destroy();
     this.uniformChunks = [];
     this.device.destroy();
+  }
+}
+
+/** Bytes [offset, offset + n) of a texel part's row-major data: a partial first row, whole rows, a partial last row. */
+function writeTexelRows(device: GPUDevice, texture: GPUTexture, rowBytes: number, offset: number, bytes: Uint8Array): void {
+  if (offset % 16 !== 0 || bytes.length % 16 !== 0) throw new Error(`${texture.label}: writes into a texel weight must cover whole 16-byte texels (offset ${offset}, ${bytes.length} bytes)`);
+  let done = 0;
+  while (done < bytes.length) {
+    const at = offset + done;
+    const row = Math.floor(at / rowBytes);
+    const x = (at % rowBytes) / 16;
+    const whole = x === 0 ? Math.floor((bytes.length - done) / rowBytes) : 0;
+    const n = whole > 0 ? whole * rowBytes : Math.min(rowBytes - x * 16, bytes.length - done);
+    const size = whole > 0 ? [rowBytes / 16, whole] : [n / 16, 1];
+    device.queue.writeTexture({ texture, origin: [x, row] }, bytes.buffer as ArrayBuffer, { offset: bytes.byteOffset + done, bytesPerRow: whole > 0 ? rowBytes : n }, size);
+    done += n;
   }
 }
 

@@ -9,9 +9,10 @@
 
 import type { Gpu } from './device.js';
 import type { Defines } from './pipelines.js';
-import { Tensor, type DType } from './tensor.js';
+import { Tensor, partBuffer, type DType } from './tensor.js';
 
-export type Binding = Tensor | GPUBuffer | GPUBufferBinding;
+/** A texture binds as a view of its whole (texel-layout weights). */
+export type Binding = Tensor | GPUBuffer | GPUBufferBinding | GPUTexture;
 /** A uniform field: a plain number is a u32; wrap f32 / i32 values. */
 export type UniformField = number | { f32: number } | { i32: number };
 
@@ -29,7 +30,8 @@ export interface ProfileEntry {
   ms: number;
 }
 
-type Readback = { staging: GPUBuffer; dtype: DType; count: number; resolve: (v: TypedArray) => void; reject: (e: Error) => void };
+/** pitch: texel tensors come back with rows padded to `padded` bytes (copyTextureToBuffer's alignment) */
+type Readback = { staging: GPUBuffer; dtype: DType; count: number; pitch?: { row: number; padded: number }; resolve: (v: TypedArray) => void; reject: (e: Error) => void };
 export type TypedArray = Float32Array | Int32Array | Uint32Array | Uint16Array;
 
 export class Recorder {
@@ -119,14 +121,22 @@ export class Recorder {
     this.assertOpen();
     t.assertLive();
     this.endPass();
-    const staging = this.gpu.device.createBuffer({ size: t.byteSize, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
+    const elemBytes = t.dtype === 'bf16' || t.dtype === 'f16' ? 2 : 4;
+    const row = t.rowSize * elemBytes;
+    const pitch = t.texels ? { row, padded: Math.ceil(row / 256) * 256 } : undefined;
+    const usage = GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
+    const staging = this.gpu.device.createBuffer({ size: pitch ? t.rows * pitch.padded : t.byteSize, usage, label: 'readback' });
     let offset = 0;
     for (const p of t.parts) {
-      const bytes = Math.ceil((p.rows * t.rowSize * (t.dtype === 'bf16' || t.dtype === 'f16' ? 2 : 4)) / 4) * 4;
-      this.encoder.copyBufferToBuffer(p.buffer, 0, staging, offset, bytes);
+      if (p.texture) {
+        this.encoder.copyTextureToBuffer({ texture: p.texture }, { buffer: staging, offset: p.rowStart * pitch!.padded, bytesPerRow: pitch!.padded }, [row / 16, p.rows]);
+        continue;
+      }
+      const bytes = Math.ceil((p.rows * row) / 4) * 4;
+      this.encoder.copyBufferToBuffer(partBuffer(t, p), 0, staging, offset, bytes);
       offset += bytes;
     }
-    const p = new Promise<TypedArray>((resolve, reject) => this.reads.push({ staging, dtype: t.dtype, count: t.numel, resolve, reject }));
+    const p = new Promise<TypedArray>((resolve, reject) => this.reads.push({ staging, dtype: t.dtype, count: t.numel, pitch, resolve, reject }));
     p.catch(() => {}); // a failed step throws from submit(); callers need not also await every read
     return p;
   }
@@ -158,7 +168,7 @@ export class Recorder {
     await Promise.all(
       this.reads.map(async (r) => {
         await r.staging.mapAsync(GPUMapMode.READ);
-        r.resolve(typedCopy(r.staging.getMappedRange(), r.dtype, r.count));
+        r.resolve(typedCopy(r.pitch ? unpad(r.staging.getMappedRange(), r.pitch.row, r.pitch.padded) : r.staging.getMappedRange(), r.dtype, r.count));
         r.staging.destroy();
       }),
     );
@@ -204,8 +214,9 @@ export class Recorder {
   }
 }
 
-function toResource(b: Binding, maxBinding: number, label: string, index: number): GPUBufferBinding {
+function toResource(b: Binding, maxBinding: number, label: string, index: number): GPUBindingResource {
   let r: GPUBufferBinding;
+  if ('createView' in b) return b.createView();
   if (b instanceof Tensor) r = { buffer: b.buffer };
   else if ('buffer' in b && !('mapState' in b)) r = b as GPUBufferBinding;
   else r = { buffer: b as GPUBuffer };
@@ -214,6 +225,14 @@ function toResource(b: Binding, maxBinding: number, label: string, index: number
     throw new Error(`${label}: binding ${index} is ${size} bytes, over this device's storage binding limit of ${maxBinding} bytes (split the tensor by rows)`);
   }
   return r;
+}
+
+function unpad(range: ArrayBuffer, row: number, padded: number): ArrayBuffer {
+  const src = new Uint8Array(range);
+  const rows = src.length / padded;
+  const out = new Uint8Array(rows * row);
+  for (let r = 0; r < rows; r++) out.set(src.subarray(r * padded, r * padded + row), r * row);
+  return out.buffer;
 }
 
 function typedCopy(range: ArrayBuffer, dtype: DType, count: number): TypedArray {

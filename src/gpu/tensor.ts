@@ -8,6 +8,12 @@
 //
 // A tensor larger than one storage binding is split by rows (dim 0) into parts, each part a
 // buffer of `rows` whole rows. Kernels that read weights take one part per dispatch.
+//
+// Texel layout (weights on software adapters, see Gpu.texelWeights): a 16-bit [N, K] weight with
+// K % 8 == 0 is held in rgba32uint textures instead, one per part: texel (i, r) holds elements
+// 8i .. 8i+7 of the part's row r as four words in the buffer layout's order. Lavapipe loads a
+// storage texel with one 16-byte load per lane where a vec4 storage-buffer load costs four
+// bounds-checked scalar loads, so weights stream 1.5-2x faster (bench/RESULTS.md).
 
 import type { Gpu } from './device.js';
 
@@ -16,7 +22,10 @@ export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'u32';
 export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, u32: 4 };
 
 export interface TensorPart {
-  buffer: GPUBuffer;
+  /** the rows' storage buffer (buffer layout) */
+  buffer?: GPUBuffer;
+  /** the rows' texture, width K / 8, height `rows` (texel layout) */
+  texture?: GPUTexture;
   /** first row (along dim 0) held by this part */
   rowStart: number;
   /** number of rows held by this part */
@@ -72,13 +81,18 @@ export class Tensor {
     return this.parts.length > 1;
   }
 
+  /** Weights in the texel layout live in textures; everything else in storage buffers. */
+  get texels(): boolean {
+    return this.parts[0].texture !== undefined;
+  }
+
   /** The single buffer of an unsplit tensor. Kernels that cannot take split inputs use this. */
   get buffer(): GPUBuffer {
     this.assertLive();
     if (this.parts.length !== 1) {
       throw new Error(`${this.label}: tensor [${this.shape.join(', ')}] is split into ${this.parts.length} buffers; this op needs it in one binding`);
     }
-    return this.parts[0].buffer;
+    return partBuffer(this, this.parts[0]);
   }
 
   assertLive(): void {
@@ -90,6 +104,7 @@ export class Tensor {
     const n = numelOf(shape);
     if (n !== this.numel) throw new Error(`${this.label}: cannot reshape [${this.shape.join(', ')}] to [${shape.join(', ')}]`);
     if (this.isSplit) throw new Error(`${this.label}: cannot reshape a split tensor`);
+    if (this.texels && shape.join(',') !== this.shape.join(',')) throw new Error(`${this.label}: cannot reshape a weight stored as texels`);
     return new Tensor(this.gpu, shape, this.dtype, [{ ...this.parts[0], rows: shape[0] }], this.pooled, this.label, this.storage);
   }
 
@@ -98,10 +113,17 @@ export class Tensor {
     if (this.storage.released) return;
     this.storage.released = true;
     for (const p of this.parts) {
-      if (this.pooled) this.gpu.pool.release(p.buffer);
-      else p.buffer.destroy();
+      if (p.texture) p.texture.destroy();
+      else if (this.pooled) this.gpu.pool.release(p.buffer!);
+      else p.buffer!.destroy();
     }
   }
+}
+
+/** A part's storage buffer; a clear error for a texel-layout weight handed to a buffer-only op. */
+export function partBuffer(t: Tensor, p: TensorPart): GPUBuffer {
+  if (!p.buffer) throw new Error(`${t.label}: this weight is stored as texels (texture layout, software adapters), which only matmul and embedding read; this op needs a storage buffer`);
+  return p.buffer;
 }
 
 /** Convert float32 values to bf16 bit patterns with round-to-nearest-even (as torch does). */

@@ -2,7 +2,7 @@
 // split by rows into parts) -> f32 [N, D].
 
 import type { Recorder } from '../gpu/recorder.js';
-import type { Tensor } from '../gpu/tensor.js';
+import { partBuffer, type Tensor } from '../gpu/tensor.js';
 import { expectDtype, fmt } from './common.js';
 
 /**
@@ -27,7 +27,7 @@ export function embedding(rec: Recorder, ids: Tensor, table: Tensor, hostIds?: A
   const grid: [number, number, number] = [Math.ceil(d / 256), Math.min(n, 65535), Math.ceil(n / 65535)];
   table.parts.forEach((p, k) => {
     const params = rec.uniform([n, d, p.rowStart, p.rows, vocab, k === 0 ? 1 : 0]);
-    rec.dispatch('embedding', { BF16: table.dtype === 'bf16' }, [params, ids, p.buffer, out], grid, `embedding[${p.rowStart}:${p.rowStart + p.rows}]`);
+    rec.dispatch('embedding', { BF16: table.dtype === 'bf16', TEXELS: table.texels }, [params, ids, p.texture ?? partBuffer(table, p), out], grid, `embedding[${p.rowStart}:${p.rowStart + p.rows}]`);
   });
   return out;
 }

@@ -2,7 +2,7 @@
 
 import type { Defines } from '../gpu/pipelines.js';
 import type { Binding, Recorder } from '../gpu/recorder.js';
-import type { Tensor } from '../gpu/tensor.js';
+import { partBuffer, type Tensor } from '../gpu/tensor.js';
 import { expectDtype, expectShape, fmt } from './common.js';
 
 export interface MatmulOptions {
@@ -53,7 +53,7 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
     for (const [name, t] of [['x', x], ['bias', bias], ['scale', scale]] as const) {
       if (t && t.buffer === out.buffer) throw new Error(`${op}: out shares its buffer with ${name}; write to a different tensor`);
     }
-    if (w.parts.some((p) => p.buffer === out.buffer)) throw new Error(`${op}: out shares its buffer with w`);
+    if (w.parts.some((p) => p.buffer && p.buffer === out.buffer)) throw new Error(`${op}: out shares its buffer with w`);
   }
   const inplace = residual !== undefined && residual.buffer === out.buffer;
 
@@ -63,6 +63,11 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   const defines: Defines = { [`W_${w.dtype.toUpperCase()}`]: true };
   // K % 8 == 0 keeps every row (x and w) on a 16-byte boundary for the wide loads
   if (software && K % 8 === 0) defines.VEC = true;
+  if (w.texels) {
+    // texel weights (K % 8 == 0 by construction) are read by the software kernels only
+    if (!software) throw new Error(`${op}: w (${w.label}) is stored as texels, which only the software-adapter kernels read`);
+    defines.W_TEXELS = true;
+  }
   if (gpu.features.subgroups && (software || gemv)) {
     // the software kernels broadcast from lanes 0..7 only where every subgroup has 8 lanes
     defines.SUBGROUPS = true;
@@ -90,7 +95,7 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
     const colsPerGroup = gemv ? (software ? 64 : 4) : software ? 256 : 64;
     const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
     const params = rec.uniform([M, N, K, part.rowStart, part.rows]);
-    rec.dispatch('matmul', defines, [params, x, part.buffer, out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
+    rec.dispatch('matmul', defines, [params, x, part.texture ?? partBuffer(w, part), out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
   }
   return out;
 }
