@@ -15,8 +15,9 @@
 //   QPL      query slots per lane (software recipe: each loaded key word feeds QPL queries; 1 otherwise)
 //   SUBGROUPS  'software' recipe (lavapipe): no shared memory; each lane loads one of 8 key rows and
 //              the others receive it with subgroupBroadcast from a constant lane. Needs subgroup size >= 8.
-//   !SUBGROUPS 'hardware' recipe: K/V tiles of KT keys in workgroup memory, one query slot per lane.
-//   KT       keys per shared tile (hardware recipe)
+//   !SUBGROUPS 'hardware' recipe: K/V tiles of KT keys in workgroup memory, one query slot per lane;
+//              each lane's KT scores sit in workgroup memory too (see `sc`).
+//   KT       keys per shared tile (hardware recipe; sized by the wrapper to the workgroup storage limit)
 //   SPLIT    split-K: workgroup x = tile + n_tiles*split covers keys [split*split_len, +split_len) and
 //            writes a normalised partial (o, and (m, l) in log2 units) instead of out
 //   COMBINE  second pass of split-K: merges the n_split partials of each slot into out
@@ -97,6 +98,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 const KT: u32 = {{KT}}u;
 var<workgroup> ks: array<vec4<f32>, KT * D4>;
 var<workgroup> vs: array<vec4<f32>, KT * D4>;
+// each lane's scores of the tile: in workgroup memory, because a private array indexed by the key
+// loop becomes a select ladder per access in lavapipe's compiler (minutes to compile at d >= 64)
+var<workgroup> sc: array<array<f32, WG>, KT>;
 #endif
 
 fn hmax(a: vec4<f32>) -> f32 { return max(max(a.x, a.y), max(a.z, a.w)); }
@@ -207,21 +211,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       vs[i] = v[vb + j * P.v.y + i % D4];
     }
     workgroupBarrier();
-    var s: array<f32, KT>;
     var m_new = m[0];
     for (var kk = 0u; kk < KT; kk++) {
       var a = vec4<f32>(0.0);
       for (var c = 0u; c < D4; c++) { a += qv[c] * ks[kk * D4 + c]; }
       let j = j0 + kk;
-      s[kk] = select(NEG, hsum(a), j < k_end && j <= last[0]);
-      m_new = max(m_new, s[kk]);
+      sc[kk][lid] = select(NEG, hsum(a), j < k_end && j <= last[0]);
+      m_new = max(m_new, sc[kk][lid]);
     }
     let alpha = exp2(m[0] - m_new);
     l[0] *= alpha;
     for (var c = 0u; c < D4; c++) { acc[c] *= alpha; }
     for (var kk = 0u; kk < KT; kk++) {
       let j = j0 + kk;
-      let p = select(0.0, exp2(s[kk] - m_new), j < k_end && j <= last[0]);
+      let p = select(0.0, exp2(sc[kk][lid] - m_new), j < k_end && j <= last[0]);
       l[0] += p;
       for (var c = 0u; c < D4; c++) { acc[c] += p * vs[kk * D4 + c]; }
     }

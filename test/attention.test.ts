@@ -10,13 +10,6 @@ const gpus: [string, Gpu][] = [
 ];
 afterAll(() => gpus.forEach(([, g]) => g.destroy()));
 
-// The hardware recipe's pipelines for head dims >= 64 take minutes each to compile cold under lavapipe
-// (LLVM on their unrolled per-lane arrays: ~100 s at d=64, over 10 min at d=128), which would dominate a
-// fresh CI run. On a software adapter they run only with TEST_ALL_VARIANTS=1; on a real GPU always.
-const compilesSlowly = (gpu: Gpu, d: number): boolean =>
-  gpu.adapterClass === 'hardware' && /llvmpipe|lavapipe|swiftshader/i.test(gpu.description) && d >= 64 && !process.env.TEST_ALL_VARIANTS;
-const slowNote = '(slow cold compile on a software adapter; TEST_ALL_VARIANTS=1 runs it)';
-
 type Get = (b: number, t: number, h: number, i: number) => number;
 
 /**
@@ -60,8 +53,7 @@ describe.each(gpus)('attention (%s variant)', (_name, gpu) => {
     [37, 3, 8],
     [40, 2, 32],
   ];
-  for (const c of vitCases.filter((c) => compilesSlowly(gpu, c[2]))) it.skip(`ViT fused qkv: N=${c[0]}, d=${c[2]} ${slowNote}`, () => {});
-  it.each(vitCases.filter((c) => !compilesSlowly(gpu, c[2])))('ViT fused qkv: N=%i, %i heads, d=%i, bidirectional', async (n, heads, d) => {
+  it.each(vitCases)('ViT fused qkv: N=%i, %i heads, d=%i, bidirectional', async (n, heads, d) => {
     const seed = freshSeed();
     const c = heads * d;
     const x = randn(n * 3 * c, rng(seed));
@@ -83,9 +75,9 @@ describe.each(gpus)('attention (%s variant)', (_name, gpu) => {
     [1, 77, 80, 8, 2, 32], // decode, short cache
     [1, 1000, 1031, 8, 2, 128], // decode, split-K
     [1, 300, 300, 4, 4, 64], // decode without GQA
+    [20, 20, 24, 8, 2, 128], // prefill at the real head dim (full 64-lane workgroups in the hardware recipe)
   ];
-  for (const c of llmCases.filter((c) => compilesSlowly(gpu, c[5]))) it.skip(`LLM grouped GQA with KV cache: Lq=${c[0]}, kvLen=${c[1]}, d=${c[5]} ${slowNote}`, () => {});
-  it.each(llmCases.filter((c) => !compilesSlowly(gpu, c[5])))('LLM grouped GQA with KV cache: Lq=%i, kvLen=%i (cache %i rows), %i/%i heads, d=%i, causal', async (lq, kvLen, maxLen, heads, kvHeads, d) => {
+  it.each(llmCases)('LLM grouped GQA with KV cache: Lq=%i, kvLen=%i (cache %i rows), %i/%i heads, d=%i, causal', async (lq, kvLen, maxLen, heads, kvHeads, d) => {
     const seed = freshSeed();
     const rand = rng(seed);
     const rep = heads / kvHeads;

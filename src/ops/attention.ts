@@ -100,7 +100,7 @@ export function attention(rec: Recorder, q: AttentionView, k: AttentionView, v: 
   const splitLen = Math.ceil(lk / nSplit);
 
   const shape = { D4: d / 4, WG: wg, QPL: qpl };
-  const defines = { ...shape, ...(broadcast ? { SUBGROUPS: true } : { KT: Math.min(64, 2048 / d) }) };
+  const defines = { ...shape, ...(broadcast ? { SUBGROUPS: true } : { KT: keysPerTile(d, wg, gpu.device.limits.maxComputeWorkgroupStorageSize) }) };
   const scale = (opts.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
   const uniform = rec.uniform([lq, lk, rep, qOffset, causal ? 1 : 0, splitLen, nSplit, { f32: scale }, ...params.flat()]);
   const grid: [number, number, number] = [nTiles * nSplit, kvHeads, batch];
@@ -116,6 +116,16 @@ export function attention(rec: Recorder, q: AttentionView, k: AttentionView, v: 
   partO.release();
   partMl.release();
   return out.tensor;
+}
+
+/**
+ * Hardware recipe: keys per shared tile, the largest power of two (at most 2048 / d, 64) whose K and V
+ * rows (2 * d * 4 bytes each) and score column (4 bytes per lane) fit the workgroup storage limit.
+ */
+function keysPerTile(d: number, wg: number, storageBytes: number): number {
+  let kt = Math.min(64, 2048 / d);
+  while (kt > 1 && kt * (8 * d + 4 * wg) > storageBytes) kt /= 2;
+  return kt;
 }
 
 /** Validates a view against its tensor and returns (offset, row, batch, group) in vec4 units. */
