@@ -137,8 +137,10 @@ describe('big tensors', () => {
   it('keeps 16-bit weights with K % 8 == 0 as texels: split, written in odd pieces, read back intact', async () => {
     const small = await getDevice({ maxStorageBufferBindingSize: 4096, adapterClass: 'software', texelWeights: true });
     try {
+      const before = small.pool.allocatedBytes;
       const w = await small.allocWeight([100, 40], 'bf16');
       expect(w.texels).toBe(true);
+      expect(small.pool.allocatedBytes - before, 'texture bytes are counted').toBe(100 * 40 * 2);
       expect(w.parts.length).toBe(Math.ceil(100 / Math.floor(4096 / 80)));
       const bits = toBf16Bits(randn(4000, rng(2)));
       const bytes = new Uint8Array(bits.buffer);
@@ -147,6 +149,8 @@ describe('big tensors', () => {
       expect(Array.from((await small.read(w)) as Uint16Array)).toEqual(Array.from(bits));
       expect(() => small.writeBytes(w, bytes.subarray(0, 8), 8)).toThrow(/whole 16-byte texels/);
       expect(() => w.buffer).toThrow(/split/);
+      w.release();
+      expect(small.pool.allocatedBytes, 'and given back on release').toBe(before);
       const one = await small.allocWeight([10, 40], 'bf16');
       expect(() => one.buffer, 'buffer-only ops refuse texels').toThrow(/stored as texels/);
       expect((await small.allocWeight([10, 36], 'bf16')).texels, 'K % 8 != 0 stays in a buffer').toBe(false);

@@ -221,8 +221,7 @@ export class Gpu {
       const rows = Math.min(rowsPerPart, shape[0] - r);
       const name = `${label}[${r}:${r + rows}]`;
       if (texels) {
-        const usage = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.COPY_SRC;
-        parts.push({ texture: this.device.createTexture({ size: [rowElems / 8, rows], format: 'rgba32uint', usage, label: name }), rowStart: r, rows });
+        parts.push({ texture: this.pool.createTexture(rowElems / 8, rows, name), rowStart: r, rows });
       } else {
         parts.push({ buffer: this.pool.create(storageBytes(dtype, rows * rowElems), name), rowStart: r, rows });
       }

@@ -10,6 +10,11 @@ function GPUBufferUsageFlags(): number {
   return u ? u.STORAGE | u.COPY_SRC | u.COPY_DST : 0x80 | 0x04 | 0x08;
 }
 
+const TEXEL_USAGE = (() => {
+  const u = (globalThis as { GPUTextureUsage?: { STORAGE_BINDING: number; COPY_SRC: number; COPY_DST: number } }).GPUTextureUsage;
+  return u ? u.STORAGE_BINDING | u.COPY_SRC | u.COPY_DST : 0x08 | 0x01 | 0x02;
+})();
+
 /** Round a byte size up to its size class: 256-byte granularity, then 4 steps per power of two. */
 export function sizeClass(bytes: number): number {
   const b = Math.max(256, Math.ceil(bytes / 256) * 256);
@@ -24,7 +29,7 @@ export class BufferPool {
   liveBytes = 0;
   /** bytes sitting in free lists */
   freeBytes = 0;
-  /** bytes of every storage buffer the engine allocated (pooled or not), live now */
+  /** bytes of every storage buffer and weight texture the engine allocated (pooled or not), live now */
   allocatedBytes = 0;
   peakAllocatedBytes = 0;
 
@@ -55,6 +60,19 @@ export class BufferPool {
   destroy(buffer: GPUBuffer): void {
     this.allocatedBytes -= buffer.size;
     buffer.destroy();
+  }
+
+  /** A weight texture in the texel layout (rgba32uint, `width` texels by `rows`): destroyed on release. */
+  createTexture(width: number, rows: number, label: string): GPUTexture {
+    const texture = this.device.createTexture({ size: [width, rows], format: 'rgba32uint', usage: TEXEL_USAGE, label });
+    this.allocatedBytes += width * rows * 16;
+    this.peakAllocatedBytes = Math.max(this.peakAllocatedBytes, this.allocatedBytes);
+    return texture;
+  }
+
+  destroyTexture(texture: GPUTexture): void {
+    this.allocatedBytes -= texture.width * texture.height * 16;
+    texture.destroy();
   }
 
   release(buffer: GPUBuffer): void {

@@ -113,9 +113,9 @@ export class Tensor {
     if (this.storage.released) return;
     this.storage.released = true;
     for (const p of this.parts) {
-      if (p.texture) p.texture.destroy();
+      if (p.texture) this.gpu.pool.destroyTexture(p.texture);
       else if (this.pooled) this.gpu.pool.release(p.buffer!);
-      else p.buffer!.destroy();
+      else this.gpu.pool.destroy(p.buffer!);
     }
   }
 }
