@@ -6,7 +6,9 @@
 // Each row: median ms over repeated runs after warm-up; GFLOP/s (compute-bound rows) or GB/s
 // (bandwidth-bound rows); ratio to the ceiling measured now (PyTorch CPU bf16 at the same shape for
 // compute rows, a large on-device buffer copy for bandwidth rows); and the peer (TensorFlow.js's
-// WebGPU backend on the same adapter) with how many times faster we are.
+// WebGPU backend on the same adapter) with how many times faster we are. The "small kernels"
+// section (norms, elementwise, rope, embedding, reductions, pixel shuffle, patch embedding, KV
+// append; `--only small`, or `--only 'small rmsNorm'` for one) has no peer column.
 // Tests never assert timings; bench/RESULTS.md records these tables.
 
 import { spawnSync } from 'node:child_process';
@@ -16,7 +18,15 @@ import { getDevice, partBuffer, toBf16Bits, type Gpu, type Recorder, type Tensor
 import { InternLM2 } from '../src/models/internlm2.js';
 import { WeightStore } from '../src/models/weights.js';
 import { attention, type AttentionView } from '../src/ops/attention.js';
+import { add, gelu, modulate, siluMul } from '../src/ops/elementwise.js';
+import { embedding } from '../src/ops/embedding.js';
+import { appendKv } from '../src/ops/kv_cache.js';
 import { matmul } from '../src/ops/matmul.js';
+import { layerNorm, rmsNorm } from '../src/ops/norm.js';
+import { patchEmbed } from '../src/ops/patch_embed.js';
+import { pixelShuffle } from '../src/ops/pixel_shuffle.js';
+import { argmax, softmax } from '../src/ops/reduce.js';
+import { qkvRopeView, rope } from '../src/ops/rope.js';
 import type { LlmConfig } from '../src/weights/config.js';
 import { createTfjsPeer, type Peer } from './peer-tfjs.js';
 
@@ -64,10 +74,15 @@ function median(xs: number[]): number {
 
 /** Random bf16 weight [n, k] without generating n*k random numbers: a random block tiled. */
 async function randomWeight(gpu: Gpu, n: number, k: number, label: string): Promise<Tensor> {
-  const w = await gpu.allocWeight([n, k], 'bf16', label);
+  return randomBf16(gpu, [n, k], label);
+}
+
+/** Random bf16 weight of any shape (2-D ones may become texels on software adapters; others stay buffers). */
+async function randomBf16(gpu: Gpu, shape: number[], label: string): Promise<Tensor> {
+  const w = await gpu.allocWeight(shape, 'bf16', label);
   const block = toBf16Bits(Float32Array.from({ length: 1 << 20 }, () => (Math.random() - 0.5) * 0.05));
   const bytes = new Uint8Array(block.buffer);
-  const total = n * k * 2;
+  const total = w.numel * 2;
   for (let off = 0; off < total; off += bytes.length) gpu.writeBytes(w, bytes.subarray(0, Math.min(bytes.length, total - off)), off);
   await gpu.sync();
   return w;
@@ -204,6 +219,8 @@ async function main() {
     for (const t of [q, k, v]) t.release();
   }
 
+  for (const row of await smallKernels(gpu, copyGBs, want)) rows.push(row);
+
   if (layerRow) rows.push(layerRow);
 
   if (!asJson) printTable(rows);
@@ -256,6 +273,106 @@ async function decoderLayer(gpu: Gpu): Promise<Row> {
   cache.release();
   x.release();
   return row;
+}
+
+/**
+ * One small kernel at the real model's shape. `make` allocates its inputs and returns one call of
+ * the op (outputs released at once) with the traffic it causes: bytes read + written, each
+ * distinct element counted once (re-reads of a row a workgroup holds come from the CPU's caches),
+ * or flops for the compute-bound patch embedding. `r` calls go into each timed submit and the time
+ * is divided by r, so the submit/wait overhead does not dominate sub-millisecond kernels (r = 1
+ * for the rest). GB/s (read + written) is compared with the copy's GB/s, which counts bytes copied
+ * (each read once and written once), so a kernel moving bytes as fast as the copy shows 200 %.
+ */
+interface SmallCase {
+  name: string;
+  shape: string;
+  r: number;
+  make: () => Promise<{ run: (rec: Recorder) => void; inputs: Tensor[]; bytes?: number; flops?: number; note?: string }>;
+}
+
+/** rmsNorm, layerNorm, gelu, siluMul, add, modulate, rope, embedding, argmax, softmax, pixelShuffle, patchEmbed, appendKv. */
+async function smallKernels(gpu: Gpu, copyGBs: number, want: (name: string) => boolean): Promise<Row[]> {
+  const f32 = (...shape: number[]) => randomF32(gpu, shape, 'x');
+  const [D, FFN, VOCAB, TILES, VIT_T, VIT_C] = [4096, 14336, 92553, 7, 1025, 1024];
+  const cases: SmallCase[] = [
+    { name: 'rmsNorm', shape: 'llm prefill 512x4096', r: 1, make: async () => {
+      const [x, w] = [await f32(512, D), await f32(D)];
+      return { inputs: [x, w], run: (rec) => rmsNorm(rec, x, w, 1e-5).release(), bytes: 4 * (2 * x.numel + D), note: 'x read twice per row (2nd pass from cache), counted once' };
+    } },
+    { name: 'layerNorm', shape: `vit ${TILES} tiles ${TILES * VIT_T}x${VIT_C}`, r: 1, make: async () => {
+      const [x, w, b] = [await f32(TILES * VIT_T, VIT_C), await f32(VIT_C), await f32(VIT_C)];
+      return { inputs: [x, w, b], run: (rec) => layerNorm(rec, x, w, b, 1e-6).release(), bytes: 4 * (2 * x.numel + 2 * VIT_C), note: 'x read three times per row (from cache after the first), counted once' };
+    } },
+    { name: 'gelu', shape: `vit fc1 out ${VIT_T}x4096`, r: 1, make: async () => {
+      const x = await f32(VIT_T, 4096);
+      return { inputs: [x], run: (rec) => gelu(rec, x).release(), bytes: 4 * 2 * x.numel };
+    } },
+    { name: 'siluMul', shape: `llm prefill silu(gate)*up 512x${FFN}`, r: 1, make: async () => {
+      const [g, u] = [await f32(512, FFN), await f32(512, FFN)];
+      return { inputs: [g, u], run: (rec) => siluMul(rec, g, u).release(), bytes: 4 * 3 * g.numel };
+    } },
+    { name: 'add', shape: `llm prefill residual 512x${D}`, r: 1, make: async () => {
+      const [a, b] = [await f32(512, D), await f32(512, D)];
+      return { inputs: [a, b], run: (rec) => add(rec, a, b).release(), bytes: 4 * 3 * a.numel };
+    } },
+    { name: 'modulate', shape: `vit AdaLN 8 frames x ${VIT_T} x ${VIT_C}, mod [8, 6x${VIT_C}]`, r: 1, make: async () => {
+      const [x, mod] = [await f32(8 * VIT_T, VIT_C), await f32(8, 6 * VIT_C)];
+      return { inputs: [x, mod], run: (rec) => modulate(rec, x, mod, { tokensPerFrame: VIT_T, shiftChunk: 0, scaleChunk: 1 }).release(), bytes: 4 * (2 * x.numel + 2 * 8 * VIT_C) };
+    } },
+    { name: 'rope', shape: 'llm prefill qkv 512x6144, 32/8 heads d128, in place', r: 1, make: async () => {
+      const qkv = await f32(512, 6144);
+      const view = qkvRopeView(32, 8, 128);
+      const pos = { positionOffset: 0, theta: 1e6, maxPositionEmbeddings: 32768, scalingFactor: 2 };
+      // only the q and k heads (5 of each group's 6) are read and written
+      return { inputs: [qkv], run: (rec) => rope(rec, qkv, view, pos), bytes: 4 * 2 * 512 * 8 * 5 * 128 };
+    } },
+    { name: 'embedding', shape: `512 ids from [${VOCAB}, ${D}]`, r: 1, make: async () => {
+      const ids = await gpu.upload([512], 'i32', Int32Array.from({ length: 512 }, () => Math.floor(Math.random() * VOCAB)), 'ids');
+      const table = await randomWeight(gpu, VOCAB, D, 'tok_embeddings');
+      const layout = `${table.parts.length} parts${table.texels ? ', texels' : ''}`;
+      return { inputs: [ids, table], run: (rec) => embedding(rec, ids, table).release(), bytes: 512 * (4 + D * (2 + 4)), note: `table in ${layout}: one dispatch per part, each over all 512x${D} outputs (ids of other parts exit early)` };
+    } },
+    { name: 'argmax', shape: `logits 1x${VOCAB}`, r: 32, make: async () => {
+      const x = await f32(1, VOCAB);
+      return { inputs: [x], run: (rec) => argmax(rec, x).release(), bytes: 4 * (VOCAB + 1) };
+    } },
+    { name: 'softmax', shape: `logits 1x${VOCAB}`, r: 32, make: async () => {
+      const x = await f32(1, VOCAB);
+      return { inputs: [x], run: (rec) => softmax(rec, x).release(), bytes: 4 * 2 * VOCAB, note: 'one workgroup; x read three times (from cache after the first), counted once' };
+    } },
+    { name: 'pixelShuffle', shape: `${TILES} tiles [${VIT_T}, ${VIT_C}] -> [256, 4096] v2`, r: 1, make: async () => {
+      const x = await f32(TILES, VIT_T, VIT_C);
+      return { inputs: [x], run: (rec) => pixelShuffle(rec, x, { ratio: 0.5, version: 'v2' }).release(), bytes: 4 * 2 * TILES * 256 * 4096, note: 'CLS rows not read' };
+    } },
+    { name: 'patchEmbed', shape: `${TILES} tiles 3x448x448, conv [${VIT_C}, 3, 14, 14]`, r: 1, make: async () => {
+      const px = await f32(TILES, 3, 448, 448);
+      const [w, pos] = [await randomBf16(gpu, [VIT_C, 3, 14, 14], 'patch'), await randomBf16(gpu, [1, VIT_T, VIT_C], 'pos')];
+      const [bias, cls] = [await f32(VIT_C), await f32(1, 1, VIT_C)];
+      return { inputs: [px, w, pos, bias, cls], run: (rec) => patchEmbed(rec, px, w, bias, cls, pos).release(), flops: 2 * TILES * VIT_T * VIT_C * 588, note: 'im2col + bf16 matmul (bias fused) + cls/pos: 3 dispatches; K = 588 is not a multiple of 8, so the weight is a packed buffer, not texels' };
+    } },
+    { name: 'appendKv', shape: '1 decode token, 8 kv heads d128, cache [4096, 1024]', r: 64, make: async () => {
+      const [qkv, k, v] = [await f32(1, 6144), gpu.empty([4096, 1024], 'f32', 'k cache'), gpu.empty([4096, 1024], 'f32', 'v cache')];
+      return { inputs: [qkv, k, v], run: (rec) => appendKv(rec, qkv, k, v, { kvHeads: 8, headDim: 128, position: 1023 }), note: 'dispatch-bound: 16 KiB copied' };
+    } },
+  ];
+  const rows: Row[] = [];
+  for (const c of cases.filter((c) => want(`small ${c.name}`))) {
+    const { run, inputs, bytes, flops, note } = await c.make();
+    const ms = (await timeStep(gpu, (rec) => { for (let i = 0; i < c.r; i++) run(rec); }, 5)) / c.r;
+    const row: Row = { kernel: c.name, shape: c.shape, dtype: c.name === 'embedding' || c.name === 'patchEmbed' ? 'bf16' : 'f32', ms };
+    if (flops) row.gflops = flops / ms / 1e6;
+    if (bytes) {
+      row.gbps = bytes / ms / 1e6;
+      row.ceiling = `copy ${copyGBs.toFixed(1)} GB/s`;
+      row.ratio_ceiling = row.gbps / copyGBs;
+    }
+    row.note = [c.r > 1 ? `R=${c.r} calls per submit, ms per call` : '', note].filter(Boolean).join('; ');
+    rows.push(row);
+    emit(row);
+    for (const t of inputs) t.release();
+  }
+  return rows;
 }
 
 function emit(row: Row): void {
