@@ -4,8 +4,9 @@
 //   npm run bench:kernels [-- --json] [-- --no-peer] [-- --no-torch] [-- --only NAME]
 //
 // Each row: median ms over repeated runs after warm-up; GFLOP/s (compute-bound rows) or GB/s
-// (bandwidth-bound rows); ratio to the ceiling measured now (PyTorch CPU bf16 at the same shape for
-// compute rows, a large on-device buffer copy for bandwidth rows); and the peer (TensorFlow.js's
+// (bandwidth-bound rows: bytes read + bytes written per second); ratio to the ceiling measured now
+// (PyTorch CPU bf16 at the same shape for compute rows; for bandwidth rows the traffic of a large
+// on-device buffer copy, read + written, as STREAM counts a copy); and the peer (TensorFlow.js's
 // WebGPU backend on the same adapter) with how many times faster we are. The "small kernels"
 // section (norms, elementwise, rope, embedding, reductions, pixel shuffle, patch embedding, KV
 // append; `--only small`, or `--only 'small rmsNorm'` for one) has no peer column.
@@ -104,7 +105,7 @@ function torchCeilings(jobs: object[]): number[] | null {
   return r.stdout.trim().split('\n').map((l) => JSON.parse(l).ms as number);
 }
 
-/** On-device copy bandwidth: bytes copied per second through a large buffer-to-buffer copy. */
+/** On-device copy traffic: bytes read + bytes written per second by a large buffer-to-buffer copy. */
 async function copyBandwidth(gpu: Gpu): Promise<number> {
   const bytes = 256 << 20;
   const a = await gpu.allocWeight([bytes / 4], 'u32', 'copy src');
@@ -114,7 +115,7 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
   const ms = await timeStep(gpu, (rec) => a.parts.forEach((p, i) => rec.copyBuffer(partBuffer(a, p), 0, partBuffer(b, b.parts[i]), 0, partBuffer(a, p).size)), 5);
   a.release();
   b.release();
-  return bytes / ms / 1e6;
+  return (2 * bytes) / ms / 1e6;
 }
 
 async function peerTime(peer: Peer | null, fn: (p: Peer) => Promise<number>): Promise<number | undefined> {
@@ -134,7 +135,7 @@ async function main() {
   log(`adapter: ${gpu.description} (${gpu.adapterClass}); CPU: ${os.cpus()[0]?.model} x${os.cpus().length}; node ${process.version}`);
 
   const copyGBs = await copyBandwidth(gpu);
-  log(`ceiling: on-device buffer copy ${copyGBs.toFixed(1)} GB/s`);
+  log(`ceiling: on-device buffer copy, ${copyGBs.toFixed(1)} GB/s read + written`);
   // The decoder layer row compares a wall-clock submit with timestamped kernels, so it runs first,
   // before the peer's device and the peer's JavaScript heap (its GC pauses land in the wall time).
   const layerRow = want('layer') ? await decoderLayer(gpu) : null;
@@ -166,8 +167,8 @@ async function main() {
     const peerMs = await peerTime(peer, (p) => p.matmulMs(m, k, n));
     const row: Row = { kernel: m <= 8 ? 'gemv' : 'matmul', shape: `${name} ${m}x${k}->${n}`, dtype: 'bf16', ms, peer_ms: peerMs, ratio_peer: peerMs && peerMs / ms };
     if (m <= 8) {
-      row.gbps = (n * k * 2) / ms / 1e6;
-      row.ceiling = `copy ${copyGBs.toFixed(1)} GB/s`;
+      row.gbps = (n * k * 2 + 4 * (k + n)) / ms / 1e6; // weights, x, out
+      row.ceiling = `copy ${copyGBs.toFixed(1)} GB/s r+w`;
       row.ratio_ceiling = row.gbps / copyGBs;
       if (ceil) row.note = `torch bf16 ${ceil[i].toFixed(2)} ms (${((n * k * 2) / ceil[i] / 1e6).toFixed(1)} GB/s)`;
     } else {
@@ -207,8 +208,8 @@ async function main() {
     const peerMs = await peerTime(peer, (p) => p.attentionMs(heads, kvHeads, lq, lk, d, causal));
     const row: Row = { kernel: 'attention', shape: `${name} ${heads}/${kvHeads} heads ${lq}x${lk} d${d}${causal ? ' causal' : ''}`, dtype: 'f32', ms, gflops: flops / ms / 1e6, peer_ms: peerMs, ratio_peer: peerMs && peerMs / ms };
     if (lq === 1) {
-      row.gbps = (2 * lk * kvHeads * d * 4) / ms / 1e6;
-      row.ceiling = `copy ${copyGBs.toFixed(1)} GB/s`;
+      row.gbps = (2 * lk * kvHeads * d * 4 + 2 * heads * d * 4) / ms / 1e6; // K, V, q, out
+      row.ceiling = `copy ${copyGBs.toFixed(1)} GB/s r+w`;
       row.ratio_ceiling = row.gbps / copyGBs;
     } else if (attnCeil) {
       row.ceiling = `torch bf16 ${(flops / attnCeil[i] / 1e6).toFixed(0)} GFLOP/s`;
@@ -281,8 +282,7 @@ async function decoderLayer(gpu: Gpu): Promise<Row> {
  * distinct element counted once (re-reads of a row a workgroup holds come from the CPU's caches),
  * or flops for the compute-bound patch embedding. `r` calls go into each timed submit and the time
  * is divided by r, so the submit/wait overhead does not dominate sub-millisecond kernels (r = 1
- * for the rest). GB/s (read + written) is compared with the copy's GB/s, which counts bytes copied
- * (each read once and written once), so a kernel moving bytes as fast as the copy shows 200 %.
+ * for the rest).
  */
 interface SmallCase {
   name: string;
@@ -331,7 +331,7 @@ async function smallKernels(gpu: Gpu, copyGBs: number, want: (name: string) => b
       const ids = await gpu.upload([512], 'i32', Int32Array.from({ length: 512 }, () => Math.floor(Math.random() * VOCAB)), 'ids');
       const table = await randomWeight(gpu, VOCAB, D, 'tok_embeddings');
       const layout = `${table.parts.length} parts${table.texels ? ', texels' : ''}`;
-      return { inputs: [ids, table], run: (rec) => embedding(rec, ids, table).release(), bytes: 512 * (4 + D * (2 + 4)), note: `table in ${layout}: one dispatch per part, each over all 512x${D} outputs (ids of other parts exit early)` };
+      return { inputs: [ids, table], run: (rec) => embedding(rec, ids, table).release(), bytes: 512 * (4 + D * (2 + 4)), note: `table in ${layout}: one dispatch per part, a workgroup per id (ids of other parts exit early)` };
     } },
     { name: 'argmax', shape: `logits 1x${VOCAB}`, r: 32, make: async () => {
       const x = await f32(1, VOCAB);
@@ -364,7 +364,7 @@ async function smallKernels(gpu: Gpu, copyGBs: number, want: (name: string) => b
     if (flops) row.gflops = flops / ms / 1e6;
     if (bytes) {
       row.gbps = bytes / ms / 1e6;
-      row.ceiling = `copy ${copyGBs.toFixed(1)} GB/s`;
+      row.ceiling = `copy ${copyGBs.toFixed(1)} GB/s r+w`;
       row.ratio_ceiling = row.gbps / copyGBs;
     }
     row.note = [c.r > 1 ? `R=${c.r} calls per submit, ms per call` : '', note].filter(Boolean).join('; ');

@@ -14,7 +14,8 @@
 //   2 table   storage read  BF16: array<u32> [ceil(rows*d/2)]; else array<f32> [rows, d]   (this part)
 //             TEXELS: texture_storage_2d<rgba32uint, read> [rows][d / 8]
 //   3 out     storage rw    array<f32> [n, d]
-// Dispatch: workgroup 256 along d; grid (ceil(d/256), min(n, 65535), ceil(n/65535));
+// Dispatch: one workgroup of 256 per token, looping over d (so the parts that do not hold a token's
+//   row cost one early exit per token, not one per 256 columns); grid (1, min(n, 65535), ceil(n/65535)),
 //   token = wg.y + wg.z * 65535.
 
 struct Params { n: u32, d: u32, row_start: u32, rows: u32, vocab: u32, first: u32 }
@@ -33,24 +34,27 @@ struct Params { n: u32, d: u32, row_start: u32, rows: u32, vocab: u32, first: u3
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let token = wg.y + wg.z * 65535u;
-  let col = wg.x * 256u + lid;
-  if (token >= params.n || col >= params.d) { return; }
+  if (token >= params.n) { return; }
   let id = ids[token];
-  let o = token * params.d + col;
+  let row = token * params.d;
   if (id < 0 || u32(id) >= params.vocab) {
-    if (params.first == 1u) { out[o] = 0.0; }
+    if (params.first == 1u) {
+      for (var col = lid; col < params.d; col += 256u) { out[row + col] = 0.0; }
+    }
     return;
   }
   let local = u32(id) - params.row_start; // wraps to a huge value for ids below this part
   if (local >= params.rows) { return; }
-  let e = local * params.d + col;
+  for (var col = lid; col < params.d; col += 256u) {
+    let e = local * params.d + col;
 #if TEXELS
-  let w = textureLoad(table, vec2<u32>(col / 8u, local))[(col % 8u) / 2u];
-  out[o] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (col & 1u) == 1u));
+    let w = textureLoad(table, vec2<u32>(col / 8u, local))[(col % 8u) / 2u];
+    out[row + col] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (col & 1u) == 1u));
 #elif BF16
-  let w = table[e / 2u];
-  out[o] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (e & 1u) == 1u));
+    let w = table[e / 2u];
+    out[row + col] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (e & 1u) == 1u));
 #else
-  out[o] = table[e];
+    out[row + col] = table[e];
 #endif
+  }
 }

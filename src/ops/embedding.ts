@@ -24,7 +24,7 @@ export function embedding(rec: Recorder, ids: Tensor, table: Tensor, hostIds?: A
     }
   }
   const out = rec.gpu.empty([n, d], 'f32', 'embedding');
-  const grid: [number, number, number] = [Math.ceil(d / 256), Math.min(n, 65535), Math.ceil(n / 65535)];
+  const grid: [number, number, number] = [1, Math.min(n, 65535), Math.ceil(n / 65535)];
   table.parts.forEach((p, k) => {
     const params = rec.uniform([n, d, p.rowStart, p.rows, vocab, k === 0 ? 1 : 0]);
     rec.dispatch('embedding', { BF16: table.dtype === 'bf16', TEXELS: table.texels }, [params, ids, p.texture ?? partBuffer(table, p), out], grid, `embedding[${p.rowStart}:${p.rowStart + p.rows}]`);
