@@ -163,7 +163,7 @@ async function main() {
     const x = await randomF32(gpu, [m, k], 'x');
     const w = await randomWeight(gpu, n, k, name);
     const flops = 2 * m * k * n;
-    const ms = await timeStep(gpu, (rec) => matmul(rec, x, w).release(), m <= 8 ? 10 : 3);
+    const ms = await timeStep(gpu, (rec) => matmul(rec, x, w).release(), m <= 8 ? 10 : 5);
     const peerMs = await peerTime(peer, (p) => p.matmulMs(m, k, n));
     const row: Row = { kernel: m <= 8 ? 'gemv' : 'matmul', shape: `${name} ${m}x${k}->${n}`, dtype: 'bf16', ms, peer_ms: peerMs, ratio_peer: peerMs && peerMs / ms };
     if (m <= 8) {
