@@ -49,21 +49,7 @@ struct Params { n: u32, alpha: f32, c: u32, p: u32, mod_stride: u32, off0: u32, 
 @group(0) @binding({{GATE_BINDING}}) var<storage, read> g: array<V>;
 #endif
 
-// erfc(z) for z >= 0 with relative error < 1.2e-7 (Chebyshev fit of erfc(z) exp(z^2), Numerical
-// Recipes' erfcc form); going through erfc keeps the negative GELU tail accurate (no 1 + erf cancellation).
-fn erfc_pos(z: V) -> V {
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-             t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-  return t * exp(-z * z + poly);
-}
-
-// Phi(x) = 0.5 erfc(-x / sqrt 2), the standard normal CDF
-fn normal_cdf(x: V) -> V {
-  let z = abs(x) * 0.70710678118654752;
-  let tail = 0.5 * erfc_pos(z);
-  return select(1.0 - tail, tail, x < V(0.0));
-}
+#include gelu
 
 fn silu(x: V) -> V {
   return x / (1.0 + exp(-x));
@@ -81,7 +67,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #elif OP_SCALE
   out[i] = a[i] * params.alpha;
 #elif OP_GELU
-  out[i] = a[i] * normal_cdf(a[i]);
+  out[i] = gelu(a[i]);
 #elif OP_SILU
   out[i] = silu(a[i]);
 #elif OP_SILU_MUL

@@ -13,7 +13,7 @@
 //            k .. k + 7 of row n. Lavapipe loads it with one 16-byte load per lane instead of four
 //            bounds-checked scalar loads: GEMM ~1.3x, GEMV ~1.7x faster than from a storage buffer.
 //
-// Epilogue, in this order: + bias[n] (BIAS), exact-erf GELU (GELU), * scale[n] (SCALE),
+// Epilogue, in this order: + bias[n] (BIAS), exact-erf GELU (GELU, kernels/gelu.wgsl), * scale[n] (SCALE),
 // + residual[m, n] (RESIDUAL: its own tensor; RESIDUAL_INPLACE: the value already in out).
 //
 // Variants:
@@ -125,21 +125,8 @@ fn w1(e: u32) -> f32 {
 #endif
 
 #if GELU
-// erf with f32 accuracy (relative error ~1e-7): x * P(x^2) below 1, else 1 - exp(-x^2) Q(1 / (1 + x/2));
-// coefficients are least-squares fits to erf on [0, 1] and erfc(x) exp(x^2) on [1, 4]; erf(4) rounds to 1.
-fn erf(v: f32) -> f32 {
-  let a = min(abs(v), 4.0);
-  var r: f32;
-  if (a < 1.0) {
-    let s = a * a;
-    r = a * (1.128379107 + s * (-0.3761241436 + s * (0.1128078848 + s * (-0.02672698162 + s * (0.004934506956 + s * -0.0005696655717)))));
-  } else {
-    let t = 1.0 / (1.0 + 0.5 * a);
-    let q = -1.604518911e-4 + t * (0.2850039005 + t * (0.2591243982 + t * (0.3497059047 + t * (-0.1074177697 + t * (0.5677752495 + t * (-0.4741257727 + t * 0.1201525629))))));
-    r = 1.0 - exp(-a * a) * q;
-  }
-  return select(r, -r, v < 0.0);
-}
+alias V = f32;
+#include gelu
 #endif
 
 // Write one output element (nl: column within this part) through the epilogue.
@@ -151,7 +138,7 @@ fn store(m: u32, nl: u32, acc: f32) {
   v += bias[n];
 #endif
 #if GELU
-  v = 0.5 * v * (1.0 + erf(v * 0.70710678118654752));
+  v = gelu(v);
 #endif
 #if SCALE
   v *= scale[n];

@@ -32,6 +32,15 @@ describe('preprocessor', () => {
     expect(() => preprocess('#if A\n', {})).toThrow(/unterminated/);
     expect(() => preprocess('{{Q}}', {})).toThrow(/no define/);
   });
+
+  it('includes helper files with the same defines, only in active branches', () => {
+    const files: Record<string, string> = { h: ['#if X', 'hx{{N}}', '#else', 'h', '#endif'].join('\n') };
+    const include = (f: string) => files[f];
+    const src = ['a', '#include h', '#if Y', '#include missing', '#endif'].join('\n');
+    expect(preprocess(src, { X: true, N: 2 }, 'k', include).split('\n').filter(Boolean)).toEqual(['a', 'hx2']);
+    expect(preprocess(src, {}, 'k', include).split('\n').filter(Boolean)).toEqual(['a', 'h']);
+    expect(() => preprocess(src, { Y: true }, 'k', include)).toThrow(/k.wgsl:4: #include missing: no kernels\/missing.wgsl/);
+  });
 });
 
 describe('numeric conversions', () => {

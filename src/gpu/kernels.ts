@@ -1,5 +1,6 @@
 // Loads the WGSL sources in kernels/ (Node: from disk; browser: fetched beside the module).
-// Every kernel file must be listed here; a test checks the list against the folder.
+// Every kernel file must be listed here (and the helpers kernels #include); a test checks the list
+// against the folder.
 
 export const KERNEL_NAMES = [
   'matmul',
@@ -12,6 +13,7 @@ export const KERNEL_NAMES = [
   'pixel_shuffle',
   'patch_embed',
   'kv_cache',
+  'gelu',
 ] as const;
 
 export type KernelName = (typeof KERNEL_NAMES)[number];

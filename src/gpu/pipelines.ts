@@ -1,15 +1,17 @@
 // WGSL variants and the pipeline cache.
 //
-// Kernel files are plain WGSL plus two preprocessor forms, so that one file serves every
+// Kernel files are plain WGSL plus three preprocessor forms, so that one file serves every
 // variant of an op family:
 //   #if NAME / #if !NAME / #elif NAME / #else / #endif   on their own lines (nestable)
 //   {{NAME}}                                             replaced by the define's value
+//   #include FILE                                        kernels/FILE.wgsl, preprocessed with the same
+//                                                        defines (helpers shared by several kernels)
 // A define is true when it is present and not false/0. Pipelines are cached by
 // kernel name + sorted defines + entry point, and compiled lazily on first use.
 
 export type Defines = Record<string, string | number | boolean>;
 
-export function preprocess(source: string, defines: Defines, name = 'kernel'): string {
+export function preprocess(source: string, defines: Defines, name = 'kernel', include: (file: string) => string | undefined = () => undefined): string {
   const isTrue = (raw: string): boolean => {
     const cond = raw.trim();
     const neg = cond.startsWith('!');
@@ -26,6 +28,14 @@ export function preprocess(source: string, defines: Defines, name = 'kernel'): s
   const lines = source.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
+    const inc = /^\s*#include\s+([A-Za-z0-9_]+)\s*$/.exec(line);
+    if (inc) {
+      if (!active()) continue;
+      const src = include(inc[1]);
+      if (src === undefined) throw new Error(`${name}.wgsl:${i + 1}: #include ${inc[1]}: no kernels/${inc[1]}.wgsl`);
+      out.push(preprocess(src, defines, inc[1], include));
+      continue;
+    }
     const m = /^\s*#(if|elif|else|endif)\b(.*)$/.exec(line);
     if (!m) {
       out.push(active() ? line : '');
@@ -82,7 +92,7 @@ export class PipelineCache {
     if (!p) {
       const src = this.sources.get(name);
       if (src === undefined) throw new Error(`unknown kernel '${name}' (no kernels/${name}.wgsl)`);
-      const code = this.prelude(defines) + preprocess(src, defines, name);
+      const code = this.prelude(defines) + preprocess(src, defines, name, (file) => this.sources.get(file));
       const module = this.device.createShaderModule({ code, label: key });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: entry }, label: key });
       this.cache.set(key, p);
