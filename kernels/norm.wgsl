@@ -29,34 +29,7 @@ struct Params { rows: u32, c: u32, eps: f32 }
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
 
-var<workgroup> scratch: array<f32, WG + 1u>;
-
-// Sum of v over the workgroup, returned to every invocation.
-fn workgroup_sum(v: f32, lid: u32, sg_lane: u32, sg_size: u32) -> f32 {
-#if SUBGROUPS
-  let s = subgroupAdd(v);
-  if (sg_lane == 0u) { scratch[lid / sg_size] = s; }
-  workgroupBarrier();
-  // one invocation adds the per-subgroup sums (per-lane workgroup loads are slow on CPU adapters)
-  if (lid == 0u) {
-    var t = 0.0;
-    for (var i = 0u; i < WG / sg_size; i++) { t += scratch[i]; }
-    scratch[WG] = t;
-  }
-  workgroupBarrier();
-  let total = scratch[WG];
-#else
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { scratch[lid] += scratch[lid + stride]; }
-    workgroupBarrier();
-  }
-  let total = scratch[0];
-#endif
-  workgroupBarrier(); // scratch is reused by the next call
-  return total;
-}
+#include workgroup_reduce
 
 @compute @workgroup_size({{WG}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32,
@@ -76,15 +49,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 #if LAYER
   var s = 0.0;
   for (var j = lid; j < c; j += WG) { s += x[base + j]; }
-  let mean = workgroup_sum(s, lid, sg_lane, sg_size) * inv_c;
+  let mean = workgroup_reduce(s, false, lid, sg_lane, sg_size) * inv_c;
   var q = 0.0;
   for (var j = lid; j < c; j += WG) { let d = x[base + j] - mean; q += d * d; }
-  let r = inverseSqrt(workgroup_sum(q, lid, sg_lane, sg_size) * inv_c + params.eps);
+  let r = inverseSqrt(workgroup_reduce(q, false, lid, sg_lane, sg_size) * inv_c + params.eps);
   for (var j = lid; j < c; j += WG) { out[base + j] = (x[base + j] - mean) * r * w[j] + bias[j]; }
 #else
   var q = 0.0;
   for (var j = lid; j < c; j += WG) { let v = x[base + j]; q += v * v; }
-  let r = inverseSqrt(workgroup_sum(q, lid, sg_lane, sg_size) * inv_c + params.eps);
+  let r = inverseSqrt(workgroup_reduce(q, false, lid, sg_lane, sg_size) * inv_c + params.eps);
   for (var j = lid; j < c; j += WG) { out[base + j] = x[base + j] * r * w[j]; }
 #endif
 }

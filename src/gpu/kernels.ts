@@ -14,6 +14,7 @@ export const KERNEL_NAMES = [
   'patch_embed',
   'kv_cache',
   'gelu',
+  'workgroup_reduce',
 ] as const;
 
 export type KernelName = (typeof KERNEL_NAMES)[number];
