@@ -214,9 +214,16 @@ export class Recorder {
   }
 }
 
+/** One view per weight texture, made at its first dispatch (each decode step binds every weight part). */
+const textureViews = new WeakMap<GPUTexture, GPUTextureView>();
+
 function toResource(b: Binding, maxBinding: number, label: string, index: number): GPUBindingResource {
   let r: GPUBufferBinding;
-  if ('createView' in b) return b.createView();
+  if ('createView' in b) {
+    let view = textureViews.get(b);
+    if (!view) textureViews.set(b, (view = b.createView()));
+    return view;
+  }
   if (b instanceof Tensor) r = { buffer: b.buffer };
   else if ('buffer' in b && !('mapState' in b)) r = b as GPUBufferBinding;
   else r = { buffer: b as GPUBuffer };
