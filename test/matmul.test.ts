@@ -175,4 +175,15 @@ describe('bad calls', () => {
     await expectThrow((rec) => matmul(rec, x, w, { epilogue: 'relu' as 'gelu' }), /unknown epilogue/);
     await expectThrow((rec) => matmul(rec, x, t([16, 16], 'bf16'), { out: x }), /out shares its buffer with x/);
   });
+  it('refuses texel weights on the hardware kernels', async () => {
+    const forced = await getDevice({ adapterClass: 'hardware', texelWeights: true });
+    try {
+      const w = await forced.upload([8, 16], 'bf16', new Uint16Array(128), 'w', false);
+      expect(w.texels).toBe(true);
+      const x = forced.empty([4, 16], 'f32', 'x');
+      await expect(forced.step((rec) => matmul(rec, x, w))).rejects.toThrow(/stored as texels, which only the software-adapter kernels read/);
+    } finally {
+      forced.destroy();
+    }
+  });
 });
