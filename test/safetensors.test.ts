@@ -38,6 +38,7 @@ T = {
   'i8.c': torch.from_numpy(rs.randint(-128, 128, size=(3,)).astype(np.int8)),
   'i16.s': torch.from_numpy(rs.randint(-32768, 32768, size=(2, 2)).astype(np.int16)),
   'f64.d': torch.randn(2, generator=g, dtype=torch.float64),
+  'bf16.tex': torch.randn(70, 24, generator=g).to(torch.bfloat16),
 }
 NAMES = {torch.bfloat16: 'BF16', torch.float16: 'F16', torch.float32: 'F32', torch.float64: 'F64', torch.int32: 'I32',
          torch.int64: 'I64', torch.uint8: 'U8', torch.bool: 'BOOL', torch.int8: 'I8', torch.int16: 'I16'}
@@ -97,14 +98,17 @@ describe(`reading files from an independent writer (seed ${seed})`, () => {
 
 describe('GPU upload', () => {
   it('streams every tensor bit-exact in small chunks over split buffers, widening float vectors to f32', async () => {
-    // 256-byte bindings split 'bf16.w' (22-byte rows) and 'bf16.big' into many parts; 24-byte chunks cross part edges
+    // 256-byte bindings split 'bf16.w' (22-byte rows) and 'bf16.big' into many parts; 24-byte chunks (16 after rounding) cross part edges
     const gpu = await testGpu({ maxStorageBufferBindingSize: 256 });
     gpus.push(gpu);
     const ckpt = await Checkpoint.open(join(tmp, 'sharded'));
-    const names = ['bf16.w', 'bf16.big', 'bf16.vec', 'bf16.cls', 'f16.w', 'f16.vec', 'f32.w', 'f32.scalar', 'i32.x'];
+    const names = ['bf16.w', 'bf16.big', 'bf16.vec', 'bf16.cls', 'f16.w', 'f16.vec', 'f32.w', 'f32.scalar', 'i32.x', 'bf16.tex'];
     const progress: UploadProgress[] = [];
     const tensors = await uploadTensors(gpu, names.map((n) => ckpt.get(n)), { chunkBytes: 24, onProgress: (p) => progress.push(p) });
     expect(tensors.get('bf16.big')!.parts.length).toBeGreaterThan(10);
+    // K % 8 == 0: stored as texels on the software kernels, written in 16-byte chunks across parts
+    expect(tensors.get('bf16.tex')!.texels).toBe(gpu.texelWeights);
+    expect(tensors.get('bf16.tex')!.parts.length).toBeGreaterThan(5);
     for (const name of names) {
       const info = ckpt.get(name);
       const t = tensors.get(name) as Tensor;

@@ -21,7 +21,7 @@ export interface UploadProgress {
 }
 
 export interface UploadOptions {
-  /** bytes read per chunk (rounded down to a multiple of 8); default 16 MiB */
+  /** bytes read per chunk (rounded down to a multiple of 16); default 16 MiB */
   chunkBytes?: number;
   /** which tensors to upload as f32; default: float tensors with at most one dim > 1 */
   widen?: (info: TensorInfo) => boolean;
@@ -69,7 +69,8 @@ class Uploader {
     private readonly total: number,
     private readonly opts: UploadOptions,
   ) {
-    const size = Math.max(8, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK) / 8) * 8);
+    // whole 16-byte texels per chunk (texel-layout weights take no partial texel writes)
+    const size = Math.max(16, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK) / 16) * 16);
     this.chunk = new Uint8Array(size);
   }
 
