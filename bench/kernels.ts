@@ -73,12 +73,10 @@ function median(xs: number[]): number {
   return s[s.length >> 1];
 }
 
-/** Random bf16 weight [n, k] without generating n*k random numbers: a random block tiled. */
-async function randomWeight(gpu: Gpu, n: number, k: number, label: string): Promise<Tensor> {
-  return randomBf16(gpu, [n, k], label);
-}
-
-/** Random bf16 weight of any shape (2-D ones may become texels on software adapters; others stay buffers). */
+/**
+ * Random bf16 weight without generating one random number per element: a random block tiled.
+ * (2-D ones with K % 8 == 0 become texels on software adapters; others stay buffers.)
+ */
 async function randomBf16(gpu: Gpu, shape: number[], label: string): Promise<Tensor> {
   const w = await gpu.allocWeight(shape, 'bf16', label);
   const block = toBf16Bits(Float32Array.from({ length: 1 << 20 }, () => (Math.random() - 0.5) * 0.05));
@@ -161,7 +159,7 @@ async function main() {
   const ceil = torchCeilings(gemms.map(([, m, k, n]) => ({ kind: 'linear', m, k, n })));
   for (const [i, [name, m, k, n]] of gemms.entries()) {
     const x = await randomF32(gpu, [m, k], 'x');
-    const w = await randomWeight(gpu, n, k, name);
+    const w = await randomBf16(gpu, [n, k], name);
     const flops = 2 * m * k * n;
     const ms = await timeStep(gpu, (rec) => matmul(rec, x, w).release(), m <= 8 ? 10 : 5);
     const peerMs = await peerTime(peer, (p) => p.matmulMs(m, k, n));
@@ -239,16 +237,16 @@ async function decoderLayer(gpu: Gpu): Promise<Row> {
   const l = 'language_model.model.layers.0.';
   const ones = (n: number) => gpu.upload([n], 'f32', new Float32Array(n).fill(1), 'norm', false);
   const tensors = new Map<string, Tensor>([
-    ['language_model.model.tok_embeddings.weight', await randomWeight(gpu, 8, 4096, 'emb')],
+    ['language_model.model.tok_embeddings.weight', await randomBf16(gpu, [8, 4096], 'emb')],
     [`${l}attention_norm.weight`, await ones(4096)],
-    [`${l}attention.wqkv.weight`, await randomWeight(gpu, 6144, 4096, 'wqkv')],
-    [`${l}attention.wo.weight`, await randomWeight(gpu, 4096, 4096, 'wo')],
+    [`${l}attention.wqkv.weight`, await randomBf16(gpu, [6144, 4096], 'wqkv')],
+    [`${l}attention.wo.weight`, await randomBf16(gpu, [4096, 4096], 'wo')],
     [`${l}ffn_norm.weight`, await ones(4096)],
-    [`${l}feed_forward.w1.weight`, await randomWeight(gpu, 14336, 4096, 'w1')],
-    [`${l}feed_forward.w3.weight`, await randomWeight(gpu, 14336, 4096, 'w3')],
-    [`${l}feed_forward.w2.weight`, await randomWeight(gpu, 4096, 14336, 'w2')],
+    [`${l}feed_forward.w1.weight`, await randomBf16(gpu, [14336, 4096], 'w1')],
+    [`${l}feed_forward.w3.weight`, await randomBf16(gpu, [14336, 4096], 'w3')],
+    [`${l}feed_forward.w2.weight`, await randomBf16(gpu, [4096, 14336], 'w2')],
     ['language_model.model.norm.weight', await ones(4096)],
-    ['language_model.output.weight', await randomWeight(gpu, 8, 4096, 'head')],
+    ['language_model.output.weight', await randomBf16(gpu, [8, 4096], 'head')],
   ]);
   const llm = new InternLM2(cfg, new WeightStore(tensors));
   const cache = llm.newCache(gpu, 2048);
@@ -332,7 +330,7 @@ async function smallKernels(gpu: Gpu, copyGBs: number, want: (name: string) => b
     } },
     { name: 'embedding', shape: `512 ids from [${VOCAB}, ${D}]`, r: 1, make: async () => {
       const ids = await gpu.upload([512], 'i32', Int32Array.from({ length: 512 }, () => Math.floor(Math.random() * VOCAB)), 'ids');
-      const table = await randomWeight(gpu, VOCAB, D, 'tok_embeddings');
+      const table = await randomBf16(gpu, [VOCAB, D], 'tok_embeddings');
       const layout = `${table.parts.length} parts${table.texels ? ', texels' : ''}`;
       return { inputs: [ids, table], run: (rec) => embedding(rec, ids, table).release(), bytes: 512 * (4 + D * (2 + 4)), note: `table in ${layout}: one dispatch per part, a workgroup per id (ids of other parts exit early)` };
     } },
