@@ -11,10 +11,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
-import { freshSeed } from './util.js';
+import { freshSeed, SHARED } from './util.js';
 
 const ROOT = join(__dirname, '..');
-const ASSETS = '/work/shared/assets';
+const ASSETS = join(SHARED, 'assets');
 const IMAGE1 = join(ASSETS, 'example_image1.jpg');
 const IMAGE2 = join(ASSETS, 'example_image2.jpg');
 const VIDEO = join(ASSETS, 'example_video.mp4');

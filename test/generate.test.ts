@@ -11,11 +11,11 @@ import { answerText, chat, InputError, type ChatRequest, type ChatResult } from 
 import { loadModel, type LoadedModel } from '../src/index.js';
 import type { InternVL } from '../src/models/internvl.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
-import { freshSeed, testGpu } from './util.js';
+import { freshSeed, SHARED, testGpu } from './util.js';
 
-const IMAGE = '/work/shared/assets/example_image1.jpg';
-const IMAGE2 = '/work/shared/assets/example_image2.jpg';
-const VIDEO = '/work/shared/assets/example_video.mp4';
+const IMAGE = join(SHARED, 'assets/example_image1.jpg');
+const IMAGE2 = join(SHARED, 'assets/example_image2.jpg');
+const VIDEO = join(SHARED, 'assets/example_video.mp4');
 const tmp = mkdtempSync(join(tmpdir(), 'generate-test-'));
 const seed = freshSeed();
 let m: LoadedModel;

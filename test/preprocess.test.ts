@@ -10,9 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { decodeImage, MAX_PIXELS } from '../src/preprocess/decode.js';
 import { closestGrid, dynamicPreprocess, loadImage, normalizeTiles, targetRatios } from '../src/preprocess/image.js';
 import { resizeBicubic, type RgbImage } from '../src/preprocess/resize.js';
-import { freshSeed, rng } from './util.js';
+import { freshSeed, rng, SHARED } from './util.js';
 
-const ASSETS = join(import.meta.dirname, '../../shared/assets');
+const ASSETS = join(SHARED, 'assets');
 const dir = mkdtempSync(join(tmpdir(), 'pvc-preprocess-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

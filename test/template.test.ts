@@ -3,6 +3,7 @@
 
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   buildPrompt,
   renderConversation,
@@ -12,6 +13,7 @@ import {
   DEFAULT_SYSTEM_MESSAGE,
 } from '../src/text/template.js';
 import { Tokenizer } from '../src/text/tokenizer.js';
+import { SHARED } from './util.js';
 
 const SYS = '你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。';
 const HEAD = `<|im_start|>system\n${SYS}<|im_end|>`;
@@ -88,7 +90,7 @@ describe('internlm2-chat template', () => {
       [0, '<unk>'], [1, '<s>'], [2, '</s>'], [92542, '<|im_end|>'], [92543, '<|im_start|>'], [92544, '<img>'], [92545, '</img>'], [92546, '<IMG_CONTEXT>'],
     ];
     for (const [id, content] of specials) decoder[id] = { content, lstrip: false, rstrip: false, single_word: false, normalized: false, special: true };
-    const tok = Tokenizer.fromBytes(readFileSync('/work/shared/fixtures/tokenizers/internlm-v1.model'), {
+    const tok = Tokenizer.fromBytes(readFileSync(join(SHARED, 'fixtures/tokenizers/internlm-v1.model')), {
       tokenizerConfig: { add_bos_token: true, add_eos_token: false, added_tokens_decoder: decoder, bos_token: '<s>', eos_token: '</s>' },
     });
     const prompt = buildPrompt('Hi?', { imageRows: [3], systemMessage: 'S' });

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer, SentencePiece, toWellFormed } from '../src/text/tokenizer.js';
 import { PieceType } from '../src/text/sentencepiece-model.js';
-import { freshSeed, rng } from './util.js';
+import { freshSeed, rng, SHARED } from './util.js';
 
-const MODEL = '/work/shared/fixtures/tokenizers/internlm-v1.model';
+const MODEL = join(SHARED, 'fixtures/tokenizers/internlm-v1.model');
 const tmp = mkdtempSync(join(tmpdir(), 'tokenizer-test-'));
 
 interface RefResult {

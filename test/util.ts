@@ -1,6 +1,20 @@
 // Test helpers: seeded random data, float64 references' error metric, and one shared device.
 
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { getDevice, type Gpu, type GpuOptions } from '../src/gpu/index.js';
+
+/**
+ * The project's shared folder (PVC's example assets, real-world fixtures), which tests read but the
+ * repo never copies: $PVC_SHARED, else `shared/` beside this checkout (as CI has it), else the
+ * workspace's /work/shared (for a clone made elsewhere, e.g. under /tmp).
+ */
+export const SHARED = ((): string => {
+  const tried = [process.env.PVC_SHARED, join(import.meta.dirname, '../../shared'), '/work/shared'].filter((d): d is string => !!d);
+  const found = tried.find((d) => existsSync(join(d, 'assets')));
+  if (!found) throw new Error(`the shared folder (assets, fixtures) was not found; tried ${tried.join(', ')}; set PVC_SHARED`);
+  return found;
+})();
 
 /** Mulberry32: small seeded PRNG so failures reproduce (the seed is printed in messages). */
 export function rng(seed: number): () => number {

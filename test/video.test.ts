@@ -10,9 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { normalizeTiles } from '../src/preprocess/image.js';
 import type { RgbImage } from '../src/preprocess/resize.js';
 import { decodeFrames, frameIndices, loadVideo, probeVideo, roundHalfEven, type VideoInfo } from '../src/preprocess/video.js';
-import { freshSeed, rng } from './util.js';
+import { freshSeed, rng, SHARED } from './util.js';
 
-const VIDEO = join(import.meta.dirname, '../../shared/assets/example_video.mp4');
+const VIDEO = join(SHARED, 'assets/example_video.mp4');
 const dir = mkdtempSync(join(tmpdir(), 'pvc-video-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
