@@ -67,6 +67,8 @@ export function toConversation(messages: readonly Message[], limits: Conversatio
   if (turns[0].role !== 'user') throw badRequest('the conversation must start with a user message (after any system messages)', 'messages');
   if (turns.at(-1)!.role !== 'user') throw badRequest('the last message must be a user message', 'messages');
 
+  // frames not given: InternVL's default, or the server's limit when that is lower
+  const framesOf = (v: { frames?: number }) => v.frames ?? Math.min(DEFAULT_VIDEO_FRAMES, limits.maxFrames);
   const media: MediaRef[] = [];
   for (const t of turns) {
     for (const { part, param } of t.parts) {
@@ -75,7 +77,8 @@ export function toConversation(messages: readonly Message[], limits: Conversatio
       }
       if (part.type === 'image_url') media.push({ kind: 'image', url: part.image_url.url, param });
       if (part.type === 'video_url') {
-        const { url, frames = DEFAULT_VIDEO_FRAMES, start, end } = part.video_url;
+        const { url, start, end } = part.video_url;
+        const frames = framesOf(part.video_url);
         if ((start === undefined) !== (end === undefined)) throw badRequest(`${param}: give both start and end of the video segment`, param);
         if (start !== undefined && end !== undefined && !(end > start)) throw badRequest(`${param}: the video segment needs start < end, got ${start}..${end}`, param);
         if (frames > limits.maxFrames) throw badRequest(`${param}: ${frames} frames requested; this server allows at most ${limits.maxFrames}`, param, 'too_many_frames');
@@ -94,7 +97,7 @@ export function toConversation(messages: readonly Message[], limits: Conversatio
     let prefix = '';
     for (const { part } of parts) {
       if (part.type === 'image_url') prefix += images === 1 ? `${IMAGE_PLACEHOLDER}\n` : `Image-${++imageNo}: ${IMAGE_PLACEHOLDER}\n`;
-      if (part.type === 'video_url') prefix += videoPrefix(part.video_url.frames ?? DEFAULT_VIDEO_FRAMES);
+      if (part.type === 'video_url') prefix += videoPrefix(framesOf(part.video_url));
     }
     return prefix + parts.flatMap(({ part }) => (part.type === 'text' ? [part.text] : [])).join('\n');
   };

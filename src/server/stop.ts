@@ -1,5 +1,5 @@
-// OpenAI's `stop` sequences over streamed text: the answer ends before the first occurrence of any
-// of them, and the stop text itself is never sent. While a piece's tail could still grow into a stop
+// OpenAI's `stop` sequences over streamed text: the answer ends where the first of them completes,
+// cut before it (the stop text itself is never sent), wherever the pieces happen to split. While a piece's tail could still grow into a stop
 // sequence it is held back; it goes out once the next piece rules that out, or at the end.
 
 export class StopText {
@@ -12,10 +12,12 @@ export class StopText {
   push(piece: string): string {
     if (this.stopped) return '';
     const text = this.held + piece;
+    // the stop sequence that completes first (generation would have stopped there), the longer on a tie
     let cut = -1;
+    let end = Infinity;
     for (const s of this.stops) {
       const i = text.indexOf(s);
-      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+      if (i >= 0 && (i + s.length < end || (i + s.length === end && i < cut))) [cut, end] = [i, i + s.length];
     }
     if (cut >= 0) {
       this.stopped = true;
