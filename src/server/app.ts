@@ -13,6 +13,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOpt
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { chat, InputError, type ChatRequest, type ChatResult } from '../generate/generate.js';
 import { resolveSampling, type SamplingOptions } from '../generate/sampler.js';
+import { GpuError } from '../gpu/recorder.js';
 import type { LoadedModel } from '../index.js';
 import { toConversation } from './conversation.js';
 import { ApiError, badRequest, fromFastifyError } from './errors.js';
@@ -159,14 +160,17 @@ export function createServer(opts: ServerOptions): ChatServer {
   const loaded = load();
   loaded.catch(() => {});
 
-  /** After an engine error: if the device cannot go on, reload the model before the next request. */
-  const recover = (m: LoadedModel): void => {
+  /** After an engine error: after a GPU error, or if the device cannot go on, reload the model before the next request. */
+  const recover = (m: LoadedModel, error: unknown): void => {
     try {
-      m.gpu.assertUsable();
-      return;
+      if (!(error instanceof GpuError)) {
+        m.gpu.assertUsable();
+        return;
+      }
     } catch (e) {
-      app.log.error({ err: e }, 'the GPU device is unusable: reloading the model');
+      error = e;
     }
+    app.log.error({ err: error }, 'GPU error: reloading the model');
     state = 'loading';
     model = null;
     void queue
@@ -267,7 +271,7 @@ export function createServer(opts: ServerOptions): ChatServer {
             return { ...out, queueMs: tStart - tQueued };
           } catch (e) {
             if (e instanceof InputError) throw inputError(e);
-            if (!(e instanceof Stopped || e instanceof ApiError)) recover(m);
+            if (!(e instanceof Stopped || e instanceof ApiError)) recover(m, e);
             throw e;
           }
         },
