@@ -39,6 +39,8 @@ Model
                            weights/tiny-demo): shows the pipeline works, answers are gibberish
   --max-tiles N            dynamic tiles per image before the thumbnail (default: the config's
                            max_dynamic_patch, 12 for the real model)
+  --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
+                           (q8: about half the memory, q4: about a third; docs/quantization.md)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
   --max-new-tokens N       default 1024
@@ -73,6 +75,7 @@ function parse(argv: string[]) {
         model: { type: 'string' },
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
+        dtype: { type: 'string' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
@@ -109,10 +112,12 @@ function parse(argv: string[]) {
     model: values.model,
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
+    dtype: values.dtype ?? 'bf16',
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
     help: values.help ?? false,
   };
+  if (!['bf16', 'q8', 'q4'].includes(parsed.dtype)) throw new UsageError(`--dtype must be bf16, q8 or q4, got '${parsed.dtype}'`);
   if (parsed.images.length && parsed.video) throw new UsageError('give --image or --video, not both');
   if (!parsed.video && (parsed.frames !== undefined || parsed.start !== undefined || parsed.end !== undefined)) throw new UsageError('--frames, --start and --end apply to --video');
   if ((parsed.start === undefined) !== (parsed.end === undefined)) throw new UsageError('give both --start and --end');
@@ -262,7 +267,7 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   const bar = progress('loading weights');
-  const m = await loadModel(dir, { onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+  const m = await loadModel(dir, { dtype: args.dtype as 'bf16' | 'q8' | 'q4', onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
   try {
     if (args.interactive) await interactive(m, args);
     else await turn(m, args, question!, []);

@@ -9,6 +9,7 @@ import type { Tensor } from '../gpu/tensor.js';
 import { argmax } from '../ops/reduce.js';
 import { loadConfig, type ModelConfig } from '../weights/config.js';
 import { Checkpoint, type TensorInfo } from '../weights/safetensors.js';
+import { quantizeRule, type QuantDType } from '../weights/quantize.js';
 import { isVectorLike, uploadTensors, type UploadProgress } from '../weights/upload.js';
 import { InternLM2, type KvCache } from './internlm2.js';
 import { InternViT, type Tap } from './internvit.js';
@@ -32,6 +33,8 @@ export interface Stage {
 
 export interface LoadOptions {
   switches?: Partial<PvcSwitches>;
+  /** LLM weights as in the checkpoint (bf16, default) or quantized at load (docs/quantization.md) */
+  dtype?: 'bf16' | QuantDType;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -55,7 +58,7 @@ export class InternVL {
     InternVL.build(gpu, config, switches, dry);
     dry.assertComplete();
     const widen = (t: TensorInfo) => isVectorLike(t) || t.name.endsWith('position_embedding');
-    const tensors = await uploadTensors(gpu, ckpt, { widen, onProgress: opts.onProgress });
+    const tensors = await uploadTensors(gpu, ckpt, { widen, quantize: quantizeRule(opts.dtype ?? 'bf16'), onProgress: opts.onProgress });
     return InternVL.build(gpu, config, switches, new WeightStore(tensors));
   }
 
