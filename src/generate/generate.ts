@@ -4,9 +4,9 @@
 // Image-2: ..." for several images, the PVC README's "Frame1: <image>\n..." for a video; the answer
 // is decode(ids, skip_special_tokens) split on <|im_end|> and stripped.
 
-import { readFile } from 'node:fs/promises';
 import type { InternVL, VisualItem } from '../models/internvl.js';
 import { loadImage } from '../preprocess/image.js';
+import { readImageFile } from '../preprocess/image-file.js';
 import { loadVideo } from '../preprocess/video.js';
 import { buildPrompt, IMAGE_PLACEHOLDER, multiImagePrefix, videoPrefix, type ChatTurn } from '../text/template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
@@ -106,7 +106,7 @@ export function answerText(tokenizer: Tokenizer, ids: readonly number[]): string
 async function readImage(path: string, opts: Parameters<typeof loadImage>[1]) {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    bytes = await readImageFile(path);
   } catch (e) {
     throw new InputError(`cannot read image ${path}: ${(e as Error).message}`);
   }
