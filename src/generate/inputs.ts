@@ -1,0 +1,72 @@
+// A turn's media, read before any GPU work: images (tiled) or a video (sampled frames), with the
+// question prefix InternVL's chat uses for them ("<image>\n", "Image-1: <image>\n...", the PVC
+// README's "Frame1: <image>\n...").
+
+import { readFile } from 'node:fs/promises';
+import type { InternVL } from '../models/internvl.js';
+import type { Media } from '../models/plan.js';
+import { loadImage } from '../preprocess/image.js';
+import { loadVideo } from '../preprocess/video.js';
+import { IMAGE_PLACEHOLDER, multiImagePrefix, videoPrefix } from '../text/template.js';
+
+/** A problem with what the user asked for (a file, a value, a prompt too long): no stack trace needed. */
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+export interface VideoInput {
+  path: string;
+  /** frames sampled uniformly (num_segments); default 32, as utils/preprocess.load_video (the PVC README example passes 64) */
+  frames?: number;
+  /** only [start, end] seconds of the video */
+  start?: number;
+  end?: number;
+}
+
+export interface MediaRequest {
+  images?: string[];
+  video?: VideoInput;
+  /** dynamic tiles per image before the thumbnail; default: the config's max_dynamic_patch */
+  maxTiles?: number;
+}
+
+/** The media of a request and the prefix its question gets when it has no <image> placeholder. */
+export async function readMedia(model: InternVL, req: MediaRequest): Promise<{ media: Media[]; prefix: string }> {
+  const cfg = model.config;
+  const images = req.images ?? [];
+  if (images.length && req.video) throw new InputError('give images or a video, not both');
+  if (req.video) {
+    const { path, frames = 32, start, end } = req.video;
+    if (!(Number.isSafeInteger(frames) && frames >= 1)) throw new InputError(`frames must be a positive integer, got ${frames}`);
+    if ((start === undefined) !== (end === undefined)) throw new InputError('give both the start and the end of the video segment');
+    if (start !== undefined && end !== undefined && !(start >= 0 && end > start)) throw new InputError(`the video segment needs 0 <= start < end, got ${start}..${end}`);
+    let video;
+    try {
+      video = await loadVideo(path, { frames, imageSize: cfg.imageSize, bound: start !== undefined && end !== undefined ? [start, end] : undefined });
+    } catch (e) {
+      throw new InputError(`cannot read video ${path}: ${(e as Error).message}`);
+    }
+    // one placeholder per frame; the frames form one temporal sequence
+    return { media: [{ kind: 'video', tiles: video.shape[0], pixels: video.data }], prefix: videoPrefix(video.shape[0]) };
+  }
+  if (!images.length) return { media: [], prefix: '' };
+  const maxTiles = req.maxTiles ?? cfg.maxDynamicPatch;
+  if (!(Number.isSafeInteger(maxTiles) && maxTiles >= 1)) throw new InputError(`max tiles must be a positive integer, got ${maxTiles}`);
+  const dynamic = cfg.dynamicImageSize;
+  const media: Media[] = [];
+  for (const path of images) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(path);
+    } catch (e) {
+      throw new InputError(`cannot read image ${path}: ${(e as Error).message}`);
+    }
+    try {
+      const im = await loadImage(bytes, { imageSize: cfg.imageSize, maxTiles: dynamic ? maxTiles : 1, minTiles: cfg.minDynamicPatch, useThumbnail: cfg.useThumbnail && dynamic });
+      media.push({ kind: 'image', tiles: im.shape[0], pixels: im.data });
+    } catch (e) {
+      throw new InputError(`cannot decode image ${path}: ${(e as Error).message}`);
+    }
+  }
+  return { media, prefix: images.length > 1 ? multiImagePrefix(images.length) : `${IMAGE_PLACEHOLDER}\n` };
+}
