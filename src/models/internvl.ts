@@ -8,7 +8,7 @@ import type { Recorder } from '../gpu/recorder.js';
 import { scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { Tokenizer } from '../text/tokenizer.js';
-import { loadConfig, type ModelConfig } from '../weights/config.js';
+import { loadConfig, type LlmConfig, type ModelConfig } from '../weights/config.js';
 import { Checkpoint, type TensorInfo } from '../weights/safetensors.js';
 import { isVectorLike, uploadTensors, type UploadProgress } from '../weights/upload.js';
 import { InternLM2, type KvCache } from './internlm2.js';
@@ -32,8 +32,22 @@ export interface Collector {
   visionMs?(ms: number): void;
 }
 
-/** Positions per LLM step of a prefill: a step's activations stay under PREFILL_CHUNK x (4 hidden + qkv + 3 FFN widths) x 4 bytes (130 MB on the 8B model). */
+/** Positions per LLM step of a prefill: its activations stay under prefillStepBytes(llm, PREFILL_CHUNK), 153 MB on the 8B model. */
 export const PREFILL_CHUNK = 512;
+
+/**
+ * The most activation bytes an LLM step over `positions` keeps alive at once: the embeddings, the
+ * residual stream in and out, and the larger half-layer's intermediates (attention: normed input, qkv,
+ * attention output; MLP: normed input, gate, up, their product), plus the logits (one row, or one per
+ * position); +25 % for the buffer pool's size classes. The KV cache and the vision rows are not counted.
+ */
+export function prefillStepBytes(llm: LlmConfig, positions: number, allLogits = false): number {
+  const d = llm.hiddenSize;
+  const attention = d + (llm.numAttentionHeads + 2 * llm.numKeyValueHeads) * llm.headDim + llm.numAttentionHeads * llm.headDim;
+  const mlp = d + 3 * llm.intermediateSize;
+  const floats = positions * (1 + 3 * d + Math.max(attention, mlp)) + (allLogits ? positions : 1) * (llm.vocabSize + 2 * d);
+  return Math.ceil(1.25 * 4 * floats);
+}
 
 export interface LoadOptions {
   switches?: Partial<PvcSwitches>;
