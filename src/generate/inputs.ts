@@ -15,7 +15,11 @@ export class InputError extends Error {
 }
 
 export interface VideoInput {
+  /** the video file (or, with framePaths, the folder the frames come from) */
   path: string;
+  /** frames already picked, one image file each (e.g. a folder of extracted frames): each becomes one
+   *  S x S tile as load_video's frames do; frames/start/end are then unused */
+  framePaths?: string[];
   /** frames sampled uniformly (num_segments); default 32, as utils/preprocess.load_video (the PVC README example passes 64) */
   frames?: number;
   /** only [start, end] seconds of the video */
@@ -40,14 +44,23 @@ export async function readMedia(model: InternVL, req: MediaRequest): Promise<{ m
     if (!(Number.isSafeInteger(frames) && frames >= 1)) throw new InputError(`frames must be a positive integer, got ${frames}`);
     if ((start === undefined) !== (end === undefined)) throw new InputError('give both the start and the end of the video segment');
     if (start !== undefined && end !== undefined && !(start >= 0 && end > start)) throw new InputError(`the video segment needs 0 <= start < end, got ${start}..${end}`);
-    let video;
-    try {
-      video = await loadVideo(path, { frames, imageSize: cfg.imageSize, bound: start !== undefined && end !== undefined ? [start, end] : undefined });
-    } catch (e) {
-      throw new InputError(`cannot read video ${path}: ${(e as Error).message}`);
+    let frameTiles: Float32Array[];
+    if (req.video.framePaths) {
+      frameTiles = [];
+      for (const p of req.video.framePaths) frameTiles.push((await readImage(p, { imageSize: cfg.imageSize, maxTiles: 1, useThumbnail: false })).data);
+      if (!frameTiles.length) throw new InputError(`no frames given for ${path}`);
+    } else {
+      try {
+        const video = await loadVideo(path, { frames, imageSize: cfg.imageSize, bound: start !== undefined && end !== undefined ? [start, end] : undefined });
+        frameTiles = [video.data];
+      } catch (e) {
+        throw new InputError(`cannot read video ${path}: ${(e as Error).message}`);
+      }
     }
+    const pixels = concat(frameTiles);
+    const tiles = pixels.length / (3 * cfg.imageSize ** 2);
     // one placeholder per frame; the frames form one temporal sequence
-    return { media: [{ kind: 'video', tiles: video.shape[0], pixels: video.data }], prefix: videoPrefix(video.shape[0]) };
+    return { media: [{ kind: 'video', tiles, pixels }], prefix: videoPrefix(tiles) };
   }
   if (!images.length) return { media: [], prefix: '' };
   const maxTiles = req.maxTiles ?? cfg.maxDynamicPatch;
@@ -55,18 +68,29 @@ export async function readMedia(model: InternVL, req: MediaRequest): Promise<{ m
   const dynamic = cfg.dynamicImageSize;
   const media: Media[] = [];
   for (const path of images) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await readFile(path);
-    } catch (e) {
-      throw new InputError(`cannot read image ${path}: ${(e as Error).message}`);
-    }
-    try {
-      const im = await loadImage(bytes, { imageSize: cfg.imageSize, maxTiles: dynamic ? maxTiles : 1, minTiles: cfg.minDynamicPatch, useThumbnail: cfg.useThumbnail && dynamic });
-      media.push({ kind: 'image', tiles: im.shape[0], pixels: im.data });
-    } catch (e) {
-      throw new InputError(`cannot decode image ${path}: ${(e as Error).message}`);
-    }
+    const im = await readImage(path, { imageSize: cfg.imageSize, maxTiles: dynamic ? maxTiles : 1, minTiles: cfg.minDynamicPatch, useThumbnail: cfg.useThumbnail && dynamic });
+    media.push({ kind: 'image', tiles: im.shape[0], pixels: im.data });
   }
   return { media, prefix: images.length > 1 ? multiImagePrefix(images.length) : `${IMAGE_PLACEHOLDER}\n` };
+}
+
+async function readImage(path: string, opts: Parameters<typeof loadImage>[1]) {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new InputError(`cannot read image ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return await loadImage(bytes, opts);
+  } catch (e) {
+    throw new InputError(`cannot decode image ${path}: ${(e as Error).message}`);
+  }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
+  return out;
 }
