@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chat, formatStats, InputError, loadModel, resolveSampling, type ChatRequest, type ChatTurn, type LoadedModel } from './src/index.js';
+import { ChatSession, formatStats, InputError, loadModel, resolveSampling } from './src/index.js';
 import { sniffFormat } from './src/preprocess/decode.js';
 import { probeVideo } from './src/preprocess/video.js';
 import { ConfigError } from './src/weights/config.js';
@@ -209,34 +209,31 @@ function defaultQuestion(args: Args): string | undefined {
   return undefined;
 }
 
-/** One turn: stream the answer to stdout, stats to stderr; returns the turn for the history. */
-async function turn(m: LoadedModel, args: Args, question: string, history: ChatTurn[]): Promise<ChatTurn> {
-  const req: ChatRequest = {
+/** One turn of `session` (the media belong to the first): stream the answer to stdout, stats to stderr. */
+async function turn(session: ChatSession, args: Args, question: string): Promise<void> {
+  const first = session.history.length === 0;
+  const it = session.turn({
     question,
-    images: args.images,
-    video: args.video ? { path: args.video, frames: args.frames, start: args.start, end: args.end } : undefined,
-    history,
-    systemMessage: args.system,
+    images: first ? args.images : undefined,
+    video: first && args.video ? { path: args.video, frames: args.frames, start: args.start, end: args.end } : undefined,
     maxTiles: args.maxTiles,
     maxNewTokens: args.maxNewTokens,
     sampling: args.sampling,
-    stopIds: m.stopIds,
-  };
-  const it = chat(m.model, m.tokenizer, req);
+  });
   for (;;) {
     const r = await it.next();
     if (r.done) {
       process.stdout.write('\n');
       process.stderr.write(`${formatStats(r.value.stats)}\n`);
-      return r.value.turn;
+      return;
     }
     process.stdout.write(r.value);
   }
 }
 
-async function interactive(m: LoadedModel, args: Args): Promise<void> {
-  const history: ChatTurn[] = [];
-  if (args.prompt) history.push(await turn(m, args, args.prompt, history));
+/** A session keeps the KV cache: each turn prefills only its own tokens. */
+async function interactive(session: ChatSession, args: Args): Promise<void> {
+  if (args.prompt) await turn(session, args, args.prompt);
   const rl = createInterface({ input: process.stdin, output: process.stderr, prompt: '> ' });
   process.stderr.write('(empty line: skip; Ctrl-D or /exit: quit)\n');
   rl.prompt();
@@ -245,7 +242,7 @@ async function interactive(m: LoadedModel, args: Args): Promise<void> {
     if (q === '/exit') break;
     if (q) {
       try {
-        history.push(await turn(m, args, q, history));
+        await turn(session, args, q);
       } catch (e) {
         if (!(e instanceof InputError)) throw e;
         process.stderr.write(`error: ${e.message}\n`); // e.g. the conversation outgrew the context: the session goes on
@@ -267,11 +264,17 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   const bar = progress('loading weights');
+<<<<<<< HEAD
   const m = await loadModel(dir, { dtype: args.dtype as 'bf16' | 'q8' | 'q4', onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+=======
+  const m = await loadModel(dir, { onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+  const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
+>>>>>>> h8core
   try {
-    if (args.interactive) await interactive(m, args);
-    else await turn(m, args, question!, []);
+    if (args.interactive) await interactive(session, args);
+    else await turn(session, args, question!);
   } finally {
+    session.dispose();
     m.dispose();
   }
   return 0;
