@@ -28,7 +28,7 @@ scale_bytes = -(-K // 256) * 16
 scales = np.zeros((rows, scale_bytes), dtype=np.uint8)
 scales[:, : 2 * (K // 32)] = d16.view(np.uint16).astype('<u2').view(np.uint8).reshape(rows, -1)
 if fmt == 'q4':
-    c = (q + 8).reshape(rows, K // 32, 4, 8)  # [row, group, word j, element 8j + i]
+    c = (q & 15).reshape(rows, K // 32, 4, 8)  # 4-bit two's complement; [row, group, word j, element 8j + i]
     codes = (c[..., :4] | (c[..., 4:] << 4)).astype(np.uint8).reshape(rows, K // 2)
 else:
     codes = q.astype(np.int8).view(np.uint8).reshape(rows, K)
