@@ -264,12 +264,8 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   const bar = progress('loading weights');
-<<<<<<< HEAD
   const m = await loadModel(dir, { dtype: args.dtype as 'bf16' | 'q8' | 'q4', onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
-=======
-  const m = await loadModel(dir, { onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
   const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
->>>>>>> h8core
   try {
     if (args.interactive) await interactive(session, args);
     else await turn(session, args, question!);

@@ -85,13 +85,8 @@ export class InternVL {
     InternVL.build(gpu, config, switches, dry, tokens);
     dry.assertComplete();
     const widen = (t: TensorInfo) => isVectorLike(t) || t.name.endsWith('position_embedding');
-<<<<<<< HEAD
     const tensors = await uploadTensors(gpu, ckpt, { widen, quantize: quantizeRule(opts.dtype ?? 'bf16'), onProgress: opts.onProgress });
-    return InternVL.build(gpu, config, switches, new WeightStore(tensors));
-=======
-    const tensors = await uploadTensors(gpu, ckpt, { widen, onProgress: opts.onProgress });
     return InternVL.build(gpu, config, switches, new WeightStore(tensors), tokens);
->>>>>>> h8core
   }
 
   private static build(gpu: Gpu, config: ModelConfig, switches: PvcSwitches, w: WeightStore, tokens: { imageContextId: number; stopIds: number[] }): InternVL {
