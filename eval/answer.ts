@@ -25,7 +25,7 @@ export interface ResultLine {
 export const workerName = `${hostname()}:${process.pid}`;
 
 /** The chat request for an item, media paths resolved against the dataset folder. */
-export function chatRequest(item: EvalItem, dataDir: string, stopIds: number[]): ChatRequest {
+function chatRequest(item: EvalItem, dataDir: string, stopIds: number[]): ChatRequest {
   const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, sampling: { temperature: 0 }, stopIds };
   if (item.image) {
     req.images = [resolve(dataDir, item.image)];
