@@ -105,6 +105,13 @@ describe('eval runs on the tiny checkpoint', () => {
     // the 16 frame placeholders of each question
     const mvLines = readLines(join(singleRuns.mvbench.out, 'mvbench.jsonl'));
     expect(mvLines.every((l) => l.question.split('<image>').length === 17)).toBe(true);
+    // the prompt as the model got it: the chat template around the question, 16 frames of image tokens
+    const rows = m.model.config.numImageToken;
+    for (const l of mvLines) {
+      expect(l.prompt).toContain(`<|im_start|>user\nFrame1:<img><IMG_CONTEXT*${rows}></img>\nFrame2:`);
+      expect(l.prompt.match(/<IMG_CONTEXT\*/g)!.length).toBe(16);
+      expect(l.prompt.endsWith('Only give the best option.<|im_end|><|im_start|>assistant\n')).toBe(true);
+    }
   });
 
   it('a rerun resumes an interrupted run without redoing or double-counting, and refuses other settings', async () => {
