@@ -224,7 +224,8 @@ function toResource(b: Binding, maxBinding: number, label: string, index: number
     if (!view) textureViews.set(b, (view = b.createView()));
     return view;
   }
-  if (b instanceof Tensor) r = { buffer: b.buffer };
+  // a pooled buffer may be larger than its tensor (size classes): bind the tensor's bytes only
+  if (b instanceof Tensor) r = { buffer: b.buffer, size: b.byteSize };
   else if ('buffer' in b && !('mapState' in b)) r = b as GPUBufferBinding;
   else r = { buffer: b as GPUBuffer };
   const size = r.size ?? r.buffer.size - (r.offset ?? 0);
@@ -254,5 +255,8 @@ function typedCopy(range: ArrayBuffer, dtype: DType, count: number): TypedArray 
     case 'f16':
     case 'bf16':
       return new Uint16Array(src, 0, count);
+    case 'q8':
+    case 'q4':
+      throw new Error(`${dtype} weights are read back as bytes, not values (src/weights/quantize.ts dequantizeRows)`);
   }
 }

@@ -18,6 +18,8 @@
 
 import type { Gpu } from '../gpu/device.js';
 import { BYTES_PER_ELEMENT, bf16BitsToF32, f16BitsToF32, type DType, type Tensor, type TensorPart } from '../gpu/tensor.js';
+import type { QuantDType } from './quantize.js';
+import { uploadQuantizedTensor } from './quantize-upload.js';
 import { SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
 
 /** Where a load's time went (wall-clock seconds that add up to `seconds`, and what was moved). */
@@ -57,6 +59,8 @@ export interface UploadOptions {
   stagingBytes?: number;
   /** which tensors to upload as f32; default: float tensors with at most one dim > 1 */
   widen?: (info: TensorInfo) => boolean;
+  /** which tensors to quantize, and to what (src/weights/quantize.ts quantizeRule); default none */
+  quantize?: (info: TensorInfo) => QuantDType | undefined;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -65,6 +69,8 @@ const DEFAULT_STAGING = 128 << 20;
 const MIN_STAGING = 4 << 20;
 /** reads in flight per staging buffer are split at this size (page-cache copies and disk queues both run in parallel) */
 const READ_PIECE = 16 << 20;
+/** host rows per block for quantized tensors */
+const QUANT_CHUNK = 16 << 20;
 /** copyBufferToTexture wants 256-byte row pitches; staging regions start on the same boundary */
 const PITCH = 256;
 
@@ -141,6 +147,7 @@ class Uploader {
   private readonly slots: Slot[] = [];
   private current = 0;
   private done = 0;
+  private quantChunk: Uint8Array | null = null;
   readonly breakdown: LoadBreakdown;
 
   constructor(
@@ -153,6 +160,15 @@ class Uploader {
   }
 
   async upload(info: TensorInfo): Promise<Tensor> {
+    const q = this.opts.quantize?.(info);
+    if (q) {
+      // quantized on the host in row blocks, written with queue writes (not through the staging buffers yet)
+      this.quantChunk ??= new Uint8Array(QUANT_CHUNK);
+      return uploadQuantizedTensor(this.gpu, info, q, this.quantChunk, async (n) => {
+        this.done += n;
+        this.report(info.name);
+      });
+    }
     const dtype = gpuDtype(info, this.opts.widen);
     const shape = gpuShape(info);
     let t0 = performance.now();
