@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ChatSession, formatStats, InputError, loadModel, resolveSampling } from './src/index.js';
+import { formatLoadBreakdown, type UploadProgress } from './src/weights/upload.js';
 import { sniffFormat } from './src/preprocess/decode.js';
 import { probeVideo } from './src/preprocess/video.js';
 import { ConfigError } from './src/weights/config.js';
@@ -41,6 +42,7 @@ Model
                            max_dynamic_patch, 12 for the real model)
   --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
                            (q8: about half the memory, q4: about a third; docs/quantization.md)
+  --verbose                print where the load's time went (reading, GPU copies, page faults)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
   --max-new-tokens N       default 1024
@@ -76,6 +78,7 @@ function parse(argv: string[]) {
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
         dtype: { type: 'string' },
+        verbose: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
@@ -113,6 +116,7 @@ function parse(argv: string[]) {
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
     dtype: values.dtype ?? 'bf16',
+    verbose: values.verbose ?? false,
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
     help: values.help ?? false,
@@ -264,7 +268,12 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   const bar = progress('loading weights');
-  const m = await loadModel(dir, { dtype: args.dtype as 'bf16' | 'q8' | 'q4', onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+  let last: UploadProgress | undefined;
+  const m = await loadModel(dir, { dtype: args.dtype as 'bf16' | 'q8' | 'q4', onProgress: (p) => {
+    last = p;
+    bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond);
+  } });
+  if (args.verbose && last) process.stderr.write(`${formatLoadBreakdown(last)}\n`);
   const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {
     if (args.interactive) await interactive(session, args);
