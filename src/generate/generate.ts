@@ -4,9 +4,9 @@
 // Image-2: ..." for several images, the PVC README's "Frame1: <image>\n..." for a video; the answer
 // is decode(ids, skip_special_tokens) split on <|im_end|> and stripped.
 
-import { readFile } from 'node:fs/promises';
 import type { InternVL, VisualItem } from '../models/internvl.js';
 import { loadImage } from '../preprocess/image.js';
+import { readImageFile } from '../preprocess/image-file.js';
 import { loadVideo } from '../preprocess/video.js';
 import { buildPrompt, IMAGE_PLACEHOLDER, multiImagePrefix, videoPrefix, type ChatTurn } from '../text/template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
@@ -21,7 +21,11 @@ export class InputError extends Error {
 }
 
 export interface VideoInput {
+  /** the video file (or, with framePaths, the folder the frames come from) */
   path: string;
+  /** frames already picked, one image file each (e.g. a folder of extracted frames): each becomes one
+   *  S x S tile as load_video's frames do; frames/start/end are then unused */
+  framePaths?: string[];
   /** frames sampled uniformly (num_segments); default 32, as utils/preprocess.load_video (the PVC README example passes 64) */
   frames?: number;
   /** only [start, end] seconds of the video */
@@ -102,7 +106,7 @@ export function answerText(tokenizer: Tokenizer, ids: readonly number[]): string
 async function readImage(path: string, opts: Parameters<typeof loadImage>[1]) {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    bytes = await readImageFile(path);
   } catch (e) {
     throw new InputError(`cannot read image ${path}: ${(e as Error).message}`);
   }
@@ -111,6 +115,12 @@ async function readImage(path: string, opts: Parameters<typeof loadImage>[1]) {
   } catch (e) {
     throw new InputError(`cannot decode image ${path}: ${(e as Error).message}`);
   }
+}
+
+function concatPixels(parts: { data: Float32Array }[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+  parts.reduce((o, p) => (out.set(p.data, o), o + p.data.length), 0);
+  return out;
 }
 
 /** Everything before GPU work: pixels, prompt, ids, and the context check. */
@@ -129,15 +139,22 @@ async function prepare(model: InternVL, tokenizer: Tokenizer, req: ChatRequest, 
     if ((start === undefined) !== (end === undefined)) throw new InputError('give both the start and the end of the video segment');
     if (start !== undefined && end !== undefined && !(start >= 0 && end > start)) throw new InputError(`the video segment needs 0 <= start < end, got ${start}..${end}`);
     let video;
-    try {
-      video = await loadVideo(path, { frames, imageSize: cfg.imageSize, bound: start !== undefined && end !== undefined ? [start, end] : undefined });
-    } catch (e) {
-      throw new InputError(`cannot read video ${path}: ${(e as Error).message}`);
+    if (req.video.framePaths) {
+      const tiles = [];
+      for (const p of req.video.framePaths) tiles.push(await readImage(p, { imageSize: cfg.imageSize, maxTiles: 1, useThumbnail: false }));
+      if (!tiles.length) throw new InputError(`no frames given for ${path}`);
+      video = { data: concatPixels(tiles), shape: [tiles.length] };
+    } else {
+      try {
+        video = await loadVideo(path, { frames, imageSize: cfg.imageSize, bound: start !== undefined && end !== undefined ? [start, end] : undefined });
+      } catch (e) {
+        throw new InputError(`cannot read video ${path}: ${(e as Error).message}`);
+      }
     }
     pixels = video.data;
     items = [{ kind: 'video', tiles: video.shape[0] }];
     // one placeholder per frame; the frames form one temporal sequence
-    rows = video.indices.map(() => cfg.numImageToken);
+    rows = Array.from({ length: video.shape[0] }, () => cfg.numImageToken);
     prefix = videoPrefix(video.shape[0]);
   } else if (images.length) {
     const maxTiles = req.maxTiles ?? cfg.maxDynamicPatch;
@@ -147,8 +164,7 @@ async function prepare(model: InternVL, tokenizer: Tokenizer, req: ChatRequest, 
     for (const p of images) {
       loaded.push(await readImage(p, { imageSize: cfg.imageSize, maxTiles: dynamic ? maxTiles : 1, minTiles: cfg.minDynamicPatch, useThumbnail: cfg.useThumbnail && dynamic }));
     }
-    pixels = new Float32Array(loaded.reduce((n, im) => n + im.data.length, 0));
-    loaded.reduce((o, im) => (pixels.set(im.data, o), o + im.data.length), 0);
+    pixels = concatPixels(loaded);
     items = loaded.map((im) => ({ kind: 'image', tiles: im.shape[0] }));
     rows = items.map((it) => model.rowsFor(it));
     prefix = images.length > 1 ? multiImagePrefix(images.length) : `${IMAGE_PLACEHOLDER}\n`;

@@ -1,4 +1,4 @@
-// Checkpoint -> GPU upload: each tensor is read by its file offsets in bounded chunks straight
+// Checkpoint -> GPU upload: each tensor is read from its byte source by its offsets in bounded chunks straight
 // into its GPU buffer(s), so memory use stays at one chunk however large the shard.
 //
 // Dtypes as stored: BF16 -> bf16 (packed u32 pairs), F16 -> f16, F32 -> f32, I32 -> i32, U32 -> u32.
@@ -6,7 +6,6 @@
 // layer scales, the class embedding) are uploaded as f32, because kernels take 1-D parameters
 // as f32. Callers can replace the rule with `widen`.
 
-import { open, type FileHandle } from 'node:fs/promises';
 import { bf16BitsToF32, f16BitsToF32, type DType, type Gpu, type Tensor } from '../gpu/index.js';
 import { SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
 
@@ -59,7 +58,6 @@ function gpuShape(info: TensorInfo): number[] {
 
 class Uploader {
   private readonly chunk: Uint8Array;
-  private readonly handles = new Map<string, FileHandle>();
   private readonly start = performance.now();
   private done = 0;
   private sinceFlush = 0;
@@ -78,12 +76,11 @@ class Uploader {
     const dtype = gpuDtype(info, this.opts.widen);
     const t = await this.gpu.allocWeight(gpuShape(info), dtype, info.name);
     try {
-      const fh = await this.handle(info.file);
       const convert = dtype === 'f32' && info.dtype !== 'F32' ? info.dtype : null;
       for (let pos = 0; pos < info.byteLength; pos += this.chunk.length) {
         const n = Math.min(this.chunk.length, info.byteLength - pos);
         const bytes = this.chunk.subarray(0, n);
-        await readExact(fh, bytes, info.offset + pos, info.file, `tensor '${info.name}'`);
+        await readExact(info.source, bytes, info.offset + pos, `tensor '${info.name}'`);
         if (convert) {
           // 16-bit floats widened on the host: chunk offsets double in the f32 buffer
           const bits = new Uint16Array(bytes.buffer, 0, n / 2);
@@ -101,15 +98,6 @@ class Uploader {
     return t;
   }
 
-  private async handle(file: string): Promise<FileHandle> {
-    let fh = this.handles.get(file);
-    if (!fh) {
-      fh = await open(file, 'r');
-      this.handles.set(file, fh);
-    }
-    return fh;
-  }
-
   private async advance(name: string, n: number): Promise<void> {
     this.done += n;
     this.sinceFlush += n;
@@ -122,11 +110,6 @@ class Uploader {
       const seconds = (performance.now() - this.start) / 1000;
       this.opts.onProgress({ tensor: name, bytesDone: this.done, bytesTotal: this.total, seconds, bytesPerSecond: seconds > 0 ? this.done / seconds : 0 });
     }
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.handles.values()].map((fh) => fh.close()));
-    this.handles.clear();
   }
 }
 
@@ -150,8 +133,6 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
   } catch (e) {
     for (const t of out.values()) t.release();
     throw e;
-  } finally {
-    await up.close();
   }
   return out;
 }
