@@ -2,14 +2,14 @@
 // Thin: parse and check the arguments, get the weights, call the library, print.
 
 import { createReadStream } from 'node:fs';
-import { access, open, rename, rm } from 'node:fs/promises';
+import { access, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chat, formatStats, getDevice, InputError, loadModel, resolveSampling, type ChatRequest, type ChatResult, type ChatTurn, type LoadedModel } from './src/index.js';
 import { GpuError } from './src/gpu/recorder.js';
-import { sniffFormat } from './src/preprocess/decode.js';
+import { probeImage } from './src/preprocess/image-file.js';
 import { frameIndices, probeVideo } from './src/preprocess/video.js';
 import { IMG_CONTEXT } from './src/text/template.js';
 import { ConfigError } from './src/weights/config.js';
@@ -170,27 +170,14 @@ function checkText(text: string, what: string): void {
   if (text.includes(IMG_CONTEXT)) throw new UsageError(`${what} contains ${IMG_CONTEXT}, the token that stands for image features; to place an image in the question, write <image>`);
 }
 
-/** The first bytes of a file (format sniffing needs no more). */
-async function readHead(path: string, bytes = 64): Promise<Uint8Array> {
-  const f = await open(path, 'r');
-  try {
-    const { buffer, bytesRead } = await f.read(Buffer.alloc(bytes), 0, bytes, 0);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await f.close();
-  }
-}
-
 /** Checks that every input is there and readable, and every flag fits it, before minutes of weight loading. */
 export async function checkInputs(args: Args): Promise<void> {
   for (const p of args.images) {
-    let head: Uint8Array;
     try {
-      head = await readHead(p);
+      await probeImage(p); // a regular file of a bounded size, whose header decodes to a bounded size
     } catch (e) {
       throw new UsageError(`cannot read image ${p}: ${why(e)}`);
     }
-    if (!sniffFormat(head)) throw new UsageError(`${p} is not an image this engine reads (JPEG, PNG, WebP, GIF or BMP)`);
   }
   if (args.video) {
     let info;

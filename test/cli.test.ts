@@ -197,6 +197,10 @@ describe('inputs and flags are checked before the weights load (exit 2, one mess
     for (const [args, re] of cases) expect(() => parse(args), args.join(' ')).toThrow(re);
   });
 
+  it('an image that is a device, not a file (/dev/zero): refused from its metadata', async () => {
+    await expect(checkInputs(parse(['--image', '/dev/zero']))).rejects.toThrow(/cannot read image \/dev\/zero: .*not a regular file/);
+  });
+
   it('a video segment outside the video, and a file that is not a video (its error said once)', async () => {
     await expect(checkInputs(parse(['--video', VIDEO, '--start', '0', '--end', '1']))).resolves.toBeUndefined();
     await expect(checkInputs(parse(['--video', VIDEO, '--start', '40', '--end', '50']))).rejects.toThrow(/--start 40 --end 50 is outside .*selects no frames/);
