@@ -326,7 +326,7 @@ async function turn(m: LoadedModel, args: Args, question: string, history: ChatT
 
 /**
  * Multi-turn chat on stdin. A turn that fails (a bad question, the context outgrown, ...) prints its
- * error and the conversation goes on; only a lost GPU ends it. Ctrl-C stops the answer being written
+ * error and the conversation goes on; only an unusable GPU ends it. Ctrl-C stops the answer being written
  * and keeps the conversation (the stopped turn is left out of it); Ctrl-C at the prompt right after
  * another one quits, as does a second Ctrl-C while a stopped answer is still winding down.
  */
@@ -357,7 +357,7 @@ async function interactive(m: LoadedModel, args: Args, first: string | undefined
       if (t) history.push(t);
       else process.stderr.write('(stopped)\n');
     } catch (e) {
-      if (m.gpu.lost) throw e;
+      if (!usable(m)) throw e; // a lost device, or an error that escaped its scopes, ends the session
       process.stderr.write(`error: ${(e as Error).message}\n`);
     } finally {
       answering = null;
@@ -378,6 +378,15 @@ async function interactive(m: LoadedModel, args: Args, first: string | undefined
   } finally {
     process.off('SIGINT', interrupt);
     rl.close();
+  }
+}
+
+function usable(m: LoadedModel): boolean {
+  try {
+    m.gpu.assertUsable();
+    return true;
+  } catch {
+    return false;
   }
 }
 
