@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chat, formatStats, getDevice, InputError, loadModel, resolveSampling, type ChatRequest, type ChatResult, type ChatTurn, type LoadedModel } from './src/index.js';
+import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel } from './src/index.js';
 import { GpuError } from './src/gpu/recorder.js';
 import { probeImage } from './src/preprocess/image-file.js';
 import { frameIndices, probeVideo } from './src/preprocess/video.js';
@@ -46,6 +46,8 @@ Model
                            weights/tiny-demo): shows the pipeline works, answers are gibberish
   --max-tiles N            dynamic tiles per image before the thumbnail (default: the config's
                            max_dynamic_patch, 12 for the real model)
+  --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
+                           (q8: about half the memory, q4: about a third; docs/quantization.md)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
   --max-new-tokens N       default 1024
@@ -97,6 +99,7 @@ export function parse(argv: string[]) {
         model: { type: 'string' },
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
+        dtype: { type: 'string' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
@@ -134,10 +137,12 @@ export function parse(argv: string[]) {
     model: values.model,
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
+    dtype: values.dtype ?? 'bf16',
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
     help: values.help ?? false,
   };
+  if (!['bf16', 'q8', 'q4'].includes(parsed.dtype)) throw new UsageError(`--dtype must be bf16, q8 or q4, got '${parsed.dtype}'`);
   if (parsed.images.length && parsed.video) throw new UsageError('give --image or --video, not both');
   if (!parsed.video && (parsed.frames !== undefined || parsed.start !== undefined || parsed.end !== undefined)) throw new UsageError('--frames, --start and --end apply to --video');
   if ((parsed.start === undefined) !== (parsed.end === undefined)) throw new UsageError('give both --start and --end');
@@ -291,47 +296,40 @@ function emit(text: string): void {
 }
 
 /**
- * One turn: stream the answer to stdout, stats to stderr; returns the turn for the history, or
- * null when `stop` ended it early (Ctrl-C, or stdout closed).
+ * One turn of `session` (the media belong to the first): stream the answer to stdout, stats to
+ * stderr. `stop` ends it early (stats 'aborted'): Ctrl-C, or stdout closed (then nothing more is said).
  */
-async function turn(m: LoadedModel, args: Args, question: string, history: ChatTurn[], stop: AbortSignal): Promise<ChatTurn | null> {
+async function turn(session: ChatSession, args: Args, question: string, stop: AbortSignal): Promise<void> {
   checkText(question, 'the question');
-  const req: ChatRequest = {
+  const first = session.history.length === 0;
+  const it = session.turn({
     question,
-    images: args.images,
-    video: args.video ? { path: args.video, frames: args.frames, start: args.start, end: args.end } : undefined,
-    history,
-    systemMessage: args.system,
+    images: first ? args.images : undefined,
+    video: first && args.video ? { path: args.video, frames: args.frames, start: args.start, end: args.end } : undefined,
     maxTiles: args.maxTiles,
     maxNewTokens: args.maxNewTokens,
     sampling: args.sampling,
-    stopIds: m.stopIds,
-  };
-  const it = chat(m.model, m.tokenizer, req);
+    signal: stop,
+  });
   for (;;) {
-    if (stop.aborted) {
-      await it.return(undefined as unknown as ChatResult); // frees the turn's GPU state
-      emit('\n');
-      return null;
-    }
     const r = await it.next();
     if (r.done) {
       emit('\n');
-      process.stderr.write(`${formatStats(r.value.stats)}\n`);
-      return r.value.turn;
+      if (!stdoutGone.signal.aborted) process.stderr.write(`${formatStats(r.value.stats)}\n`);
+      return;
     }
     emit(r.value);
   }
 }
 
 /**
- * Multi-turn chat on stdin. A turn that fails (a bad question, the context outgrown, ...) prints its
- * error and the conversation goes on; only an unusable GPU ends it. Ctrl-C stops the answer being written
- * and keeps the conversation (the stopped turn is left out of it); Ctrl-C at the prompt right after
- * another one quits, as does a second Ctrl-C while a stopped answer is still winding down.
+ * Multi-turn chat on stdin; the session keeps the KV cache, so each turn prefills only its own
+ * tokens. A turn that fails (a bad question, the context outgrown, ...) prints its error and the
+ * conversation goes on as it was; only an unusable GPU ends it. Ctrl-C stops the answer being
+ * written and keeps the conversation (with the answer as far as it got); Ctrl-C at the prompt right
+ * after another one quits, as does a second Ctrl-C while a stopped answer is still winding down.
  */
-async function interactive(m: LoadedModel, args: Args, first: string | undefined): Promise<void> {
-  const history: ChatTurn[] = [];
+async function interactive(m: LoadedModel, session: ChatSession, args: Args, first: string | undefined): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stderr, prompt: '> ' });
   let answering: AbortController | null = null;
   let quitArmed = false;
@@ -353,9 +351,7 @@ async function interactive(m: LoadedModel, args: Args, first: string | undefined
   const ask = async (question: string): Promise<void> => {
     answering = new AbortController();
     try {
-      const t = await turn(m, args, question, history, AbortSignal.any([answering.signal, stdoutGone.signal]));
-      if (t) history.push(t);
-      else process.stderr.write('(stopped)\n');
+      await turn(session, args, question, AbortSignal.any([answering.signal, stdoutGone.signal]));
     } catch (e) {
       if (!usable(m)) throw e; // a lost device, or an error that escaped its scopes, ends the session
       process.stderr.write(`error: ${(e as Error).message}\n`);
@@ -395,11 +391,11 @@ function usable(m: LoadedModel): boolean {
  * while reading the checkpoint are the directory's (exit 2), except GPU errors and JavaScript's own
  * error types, which point at a bug.
  */
-async function load(dir: string): Promise<LoadedModel> {
+async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4'): Promise<LoadedModel> {
   const gpu = await getDevice();
   const bar = progress('loading weights');
   try {
-    return await loadModel(dir, { gpu, onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+    return await loadModel(dir, { gpu, dtype, onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
   } catch (e) {
     gpu.destroy();
     const bug = e instanceof GpuError || e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError;
@@ -419,11 +415,13 @@ async function main(): Promise<number> {
   if (question) checkText(question, 'the question');
   await checkInputs(args);
   const dir = await modelDir(args);
-  const m = await load(dir);
+  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4');
+  const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {
-    if (args.interactive) await interactive(m, args, given);
-    else await turn(m, args, question!, [], stdoutGone.signal);
+    if (args.interactive) await interactive(m, session, args, given);
+    else await turn(session, args, question!, stdoutGone.signal);
   } finally {
+    session.dispose();
     m.dispose();
     m.gpu.destroy();
   }

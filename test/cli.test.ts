@@ -21,7 +21,7 @@ const model = join(tmp, 'tiny');
 const LONG = 'Tell me a story.';
 const SHORT = 'hello there';
 const LOADING = /loading weights/;
-const STATS = /(\d+) prompt tokens, (\d+) new \(([\w-]+)\)/g;
+const STATS = /(\d+) prompt tokens(?: \(\d+ prefilled\))?, (\d+) new \(([\w-]+)\)/g;
 
 interface Child {
   stdout: string;
@@ -91,7 +91,7 @@ describe('stdout closed by its reader (`| head -c 3`)', () => {
 });
 
 describe('--interactive', () => {
-  it('Ctrl-C stops the answer and keeps the conversation; Ctrl-C twice at the prompt quits with 0', async () => {
+  it('Ctrl-C stops the answer and keeps the conversation (and the GPU usable); Ctrl-C twice at the prompt quits with 0', async () => {
     const c = start(['--model', model, '--interactive', '--max-new-tokens', '300']);
     c.write(`${SHORT}\n`);
     await c.until((x) => stats(x.stderr).length === 1, 'the first answer');
@@ -102,15 +102,19 @@ describe('--interactive', () => {
     c.write(`${LONG}\n`);
     await c.until((x) => x.stdout.length > before + 5, 'the second answer to start');
     c.signal('SIGINT');
-    await c.until((x) => /\(stopped\)/.test(x.stderr), 'the stop notice');
-    expect(stats(c.stderr)).toHaveLength(1); // the stopped turn printed no stats
+    await c.until((x) => stats(x.stderr).length === 2, 'the stopped answer');
+    const second = stats(c.stderr)[1];
+    expect(second.stop).toBe('aborted');
+    expect(second.generated).toBeLessThan(300);
+    expect(second.prompt, 'the second turn follows the first').toBeGreaterThan(first.prompt + first.generated);
 
     c.write(`${SHORT}\n`);
-    await c.until((x) => stats(x.stderr).length === 2, 'the third answer');
-    const third = stats(c.stderr)[1];
-    // same question, but now after the first turn (question + answer) in the history; the stopped turn is not in it
-    expect(third.prompt).toBeGreaterThan(first.prompt + first.generated);
-    expect(third.prompt).toBeLessThan(first.prompt + first.generated + 30);
+    await c.until((x) => stats(x.stderr).length === 3, 'the third answer');
+    const third = stats(c.stderr)[2];
+    // the same question as the first, now after both earlier turns: the stopped answer stays in the conversation as far as it got
+    expect(third.prompt).toBeGreaterThan(second.prompt + second.generated);
+    expect(third.prompt).toBeLessThan(second.prompt + second.generated + 30);
+    expect(third.stop).toBe('stop-token');
 
     c.signal('SIGINT');
     await c.until((x) => /Ctrl-C again/.test(x.stderr), 'the quit hint');

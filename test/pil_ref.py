@@ -363,7 +363,8 @@ def main():
     elif op == 'resize':
         ans = resize(req)
     elif op == 'ratios':
-        ans = {str(n): target_ratios(req['minNum'], n) for n in range(req['minNum'], req['maxNum'] + 1)}
+        ns = req.get('only') or range(req['minNum'], req['maxNum'] + 1)
+        ans = {str(n): target_ratios(req['minNum'], n) for n in ns}
     elif op == 'normalize':
         ans = normalize(req)
     elif op == 'indices':

@@ -30,7 +30,15 @@ function apiError(f: () => unknown): ApiError {
 describe('toConversation', () => {
   it('one image: "<image>\\n" + question, as InternVL chat() prefixes it', () => {
     const c = toConversation([{ role: 'user', content: [img('data:a'), text('What is it?')] }], limits);
-    expect(c).toEqual({ systemMessage: undefined, history: [], question: '<image>\nWhat is it?', media: [{ kind: 'image', url: 'data:a', param: 'messages.0.content.0' }] });
+    expect(c).toEqual({ systemMessage: undefined, history: [], question: '<image>\nWhat is it?', media: [{ kind: 'image', url: 'data:a', param: 'messages.0.content.0' }], historyMedia: 0 });
+  });
+
+  it('a message renders the same whatever follows it: a lone first image stays "<image>", later ones are numbered', () => {
+    const first: Message = { role: 'user', content: [img('data:a'), text('What is it?')] };
+    const c = toConversation([first, { role: 'assistant', content: 'A cat.' }, { role: 'user', content: [img('data:b'), text('And this?')] }], limits);
+    expect(c.history).toEqual([{ question: '<image>\nWhat is it?', answer: 'A cat.' }]);
+    expect(c.question).toBe('Image-2: <image>\nAnd this?');
+    expect(c.historyMedia).toBe(1);
   });
 
   it('several images: "Image-k: <image>" numbered across the conversation; history turns keep theirs', () => {
@@ -45,6 +53,7 @@ describe('toConversation', () => {
     expect(c.history).toEqual([{ question: `${multiImagePrefix(2)}Compare`, answer: 'They differ.' }]);
     expect(c.question).toBe('Image-3: <image>\nAnd this one?');
     expect(c.media.map((m) => m.url)).toEqual(['data:a', 'data:b', 'data:c']);
+    expect(c.historyMedia).toBe(2);
   });
 
   it('a video: "FrameN: <image>" lines for the requested frames; merged user messages and joined text parts', () => {

@@ -98,11 +98,14 @@ function load(source: ModelSource): void {
 
 function settings(): ChatSettings {
   const num = (id: string) => (input(id).value === '' ? undefined : Number(input(id).value));
+  const temperature = num('temperature') ?? 0;
+  // top-p and top-k shape sampling only; greedy decoding refuses them (as the CLI does)
+  const sampled = temperature > 0 ? { topP: num('top-p'), topK: num('top-k'), seed: num('seed') } : {};
   return {
     maxNewTokens: num('max-new-tokens') ?? 1024,
     maxTiles: num('max-tiles'),
     frames: num('frames') ?? 32,
-    sampling: { temperature: num('temperature'), topP: num('top-p'), topK: num('top-k'), repetitionPenalty: num('repetition-penalty'), seed: num('seed') },
+    sampling: { temperature, repetitionPenalty: num('repetition-penalty'), ...sampled },
   };
 }
 

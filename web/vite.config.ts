@@ -48,4 +48,7 @@ export default defineConfig({
   worker: { format: 'es', plugins: () => [browserBuilds()] },
   build: { outDir: '../dist/web', emptyOutDir: true, target: 'es2022' },
   server: { fs: { allow: ['..'] } },
+  // The worker's dependencies are found late by the dev server's scan, which then reloads the page
+  // mid-load: list them up front.
+  optimizeDeps: { entries: ['index.html', 'worker.ts'], include: ['mp4box', '@noble/hashes/sha2.js', '@noble/hashes/legacy.js', '@noble/hashes/utils.js', 'gifuct-js', 'decode-bmp', '@huggingface/jinja', 'pathe'] },
 });

@@ -2,9 +2,11 @@
 // turns, the new question, and the media in order. Pure (no I/O), so every rule is testable alone.
 //
 // Media placeholders follow InternVL's chat() conventions, so a request equals the same CLI run:
-// a user message's images go before its text as "<image>\n" when the conversation has one image,
-// else as "Image-k: <image>\n" numbered across the conversation; a video as "Frame1: <image>\n...".
-// Text parts of one message are joined with "\n"; consecutive messages of one role are merged.
+// a user message's images go before its text as "Image-k: <image>\n", numbered across the
+// conversation, except a lone image in the first message that has any, which is "<image>\n"; a video
+// as "Frame1: <image>\n...". A message renders the same whatever follows it, so a request that
+// extends the previous one repeats its prompt exactly (and its KV cache can be reused). Text parts
+// of one message are joined with "\n"; consecutive messages of one role are merged.
 
 import { IMAGE_PLACEHOLDER, videoPrefix, type ChatTurn } from '../text/template.js';
 import { badRequest } from './errors.js';
@@ -32,7 +34,10 @@ export interface Conversation {
   systemMessage?: string;
   history: ChatTurn[];
   question: string;
+  /** every image or video of the conversation, in order */
   media: MediaRef[];
+  /** how many of them belong to the history (the rest to the question) */
+  historyMedia: number;
 }
 
 export interface ConversationLimits {
@@ -93,15 +98,21 @@ export function toConversation(messages: readonly Message[], limits: Conversatio
   if (images > limits.maxImages) throw badRequest(`${images} images in the conversation; this server allows at most ${limits.maxImages}`, 'messages', 'too_many_images');
 
   let imageNo = 0;
+  let mediaSeen = 0;
   const textOf = (parts: { part: Part }[]): string => {
+    const count = parts.filter(({ part }) => part.type !== 'text').length;
+    const lone = imageNo === 0 && count === 1;
     let prefix = '';
     for (const { part } of parts) {
-      if (part.type === 'image_url') prefix += images === 1 ? `${IMAGE_PLACEHOLDER}\n` : `Image-${++imageNo}: ${IMAGE_PLACEHOLDER}\n`;
+      if (part.type === 'image_url') prefix += lone ? `${IMAGE_PLACEHOLDER}\n` : `Image-${imageNo + 1}: ${IMAGE_PLACEHOLDER}\n`;
+      if (part.type === 'image_url') imageNo++;
       if (part.type === 'video_url') prefix += videoPrefix(framesOf(part.video_url));
     }
+    mediaSeen += count;
     return prefix + parts.flatMap(({ part }) => (part.type === 'text' ? [part.text] : [])).join('\n');
   };
   const history: ChatTurn[] = [];
   for (let t = 0; t + 1 < turns.length; t += 2) history.push({ question: textOf(turns[t].parts), answer: textOf(turns[t + 1].parts) });
-  return { systemMessage: system.length ? system.join('\n') : undefined, history, question: textOf(turns.at(-1)!.parts), media };
+  const historyMedia = mediaSeen;
+  return { systemMessage: system.length ? system.join('\n') : undefined, history, question: textOf(turns.at(-1)!.parts), media, historyMedia };
 }

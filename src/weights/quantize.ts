@@ -16,8 +16,17 @@
 //   then ceil(K / 256) * 16 bytes of scales: f16 bits of d_g at byte codeBytes + 2g, zero padded,
 //   so a row is a whole number of 16-byte texels and group scales sit 8 to a texel.
 
+import type { TensorInfo } from './safetensors.js';
+
 export type QuantDType = 'q8' | 'q4';
 export const QUANT_GROUP = 32;
+
+/** What loadModel's `dtype` option quantizes: the LLM's 2-D bf16 weights (linear layers, LM head,
+ * embedding table) whose rows are whole groups; the vision tower and projector stay bf16. */
+export function quantizeRule(dtype: 'bf16' | QuantDType): ((info: TensorInfo) => QuantDType | undefined) | undefined {
+  if (dtype === 'bf16') return undefined;
+  return (info) => (info.name.startsWith('language_model.') && info.dtype === 'BF16' && info.shape.length === 2 && info.shape[1] % QUANT_GROUP === 0 ? dtype : undefined);
+}
 
 /** Bytes of codes in one row of K values. */
 export function codeBytes(dtype: QuantDType, K: number): number {

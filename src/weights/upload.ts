@@ -7,6 +7,8 @@
 // as f32. Callers can replace the rule with `widen`.
 
 import { bf16BitsToF32, f16BitsToF32, type DType, type Gpu, type Tensor } from '../gpu/index.js';
+import type { QuantDType } from './quantize.js';
+import { uploadQuantizedTensor } from './quantize-upload.js';
 import { SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
 
 export interface UploadProgress {
@@ -24,6 +26,8 @@ export interface UploadOptions {
   chunkBytes?: number;
   /** which tensors to upload as f32; default: float tensors with at most one dim > 1 */
   widen?: (info: TensorInfo) => boolean;
+  /** which tensors to quantize, and to what (src/weights/quantize.ts quantizeRule); default none */
+  quantize?: (info: TensorInfo) => QuantDType | undefined;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -73,6 +77,8 @@ class Uploader {
   }
 
   async upload(info: TensorInfo): Promise<Tensor> {
+    const q = this.opts.quantize?.(info);
+    if (q) return uploadQuantizedTensor(this.gpu, info, q, this.chunk, (n) => this.advance(info.name, n));
     const dtype = gpuDtype(info, this.opts.widen);
     const t = await this.gpu.allocWeight(gpuShape(info), dtype, info.name);
     try {
