@@ -9,10 +9,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel } from './src/index.js';
 import { GpuError } from './src/gpu/recorder.js';
+import { checkPixelBudget, MAX_TILES } from './src/preprocess/image.js';
 import { probeImage } from './src/preprocess/image-file.js';
 import { frameIndices, probeVideo } from './src/preprocess/video.js';
 import { IMG_CONTEXT } from './src/text/template.js';
-import { ConfigError } from './src/weights/config.js';
+import { ConfigError, loadConfig, type ModelConfig } from './src/weights/config.js';
 import { DownloadError, ensureWeights, howToGetWeights, isCompleteCheckpoint } from './src/weights/download.js';
 import { writeCheckpoint } from './src/weights/synthetic.js';
 
@@ -202,6 +203,21 @@ export async function checkInputs(args: Args): Promise<void> {
       }
     }
   }
+}
+
+/** Checks that need the checkpoint's config (read in milliseconds, before the weights): the frames' rows and pixels. */
+export function checkAgainstConfig(args: Args, config: ModelConfig): void {
+  if (args.video && args.frames !== undefined) {
+    const rows = args.frames * config.numImageToken;
+    const context = config.llm.maxPositionEmbeddings;
+    if (rows >= context) throw new UsageError(`--frames ${args.frames} needs ${rows} positions for the frames alone (${config.numImageToken} each); the context holds ${context}`);
+    try {
+      checkPixelBudget(args.frames, config.imageSize, 'frames');
+    } catch (e) {
+      throw new UsageError(`--frames ${args.frames}: ${(e as Error).message}`);
+    }
+  }
+  if (args.maxTiles !== undefined && args.maxTiles > MAX_TILES) throw new UsageError(`--max-tiles ${args.maxTiles} is above the limit of ${MAX_TILES} tiles per image (PVC-InternVL2 uses 12)`);
 }
 
 /** The text of --prompt-file (a file, or stdin for -): UTF-8, at most MAX_PROMPT_FILE_BYTES, trailing line breaks dropped. */
@@ -415,6 +431,7 @@ async function main(): Promise<number> {
   if (question) checkText(question, 'the question');
   await checkInputs(args);
   const dir = await modelDir(args);
+  checkAgainstConfig(args, await loadConfig(dir));
   const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4');
   const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {

@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkInputs, parse, readPromptFile, UsageError } from '../run.js';
+import { checkAgainstConfig, checkInputs, parse, readPromptFile, UsageError } from '../run.js';
+import { loadConfig } from '../src/weights/config.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
 import { SHARED } from './util.js';
 
@@ -199,6 +200,15 @@ describe('inputs and flags are checked before the weights load (exit 2, one mess
       [['--prompt-file', '-', '--interactive'], /--interactive needs/],
     ];
     for (const [args, re] of cases) expect(() => parse(args), args.join(' ')).toThrow(re);
+  });
+
+  it('--frames and --max-tiles against the checkpoint config (rows in the context, pixel budget, tile limit)', async () => {
+    const config = await loadConfig(model); // tiny: 4 rows per 112 x 112 frame (150528 bytes of pixel values), a 32768-position context
+    const check = (args: string[]) => () => checkAgainstConfig(parse(args), config);
+    expect(check(['--video', VIDEO, '--frames', '7133'])).not.toThrow();
+    expect(check(['--video', VIDEO, '--frames', '7134'])).toThrow(/--frames 7134: 7134 frames of 112x112 need 1024 MiB of pixel values; the limit is 1024 MiB/);
+    expect(check(['--video', VIDEO, '--frames', '8192'])).toThrow(/--frames 8192 needs 32768 positions for the frames alone \(4 each\); the context holds 32768/);
+    expect(check(['--image', IMAGE, '--max-tiles', '100000'])).toThrow(/--max-tiles 100000 is above the limit of \d+ tiles/);
   });
 
   it('an image that is a device, not a file (/dev/zero): refused from its metadata', async () => {
