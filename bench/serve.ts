@@ -202,7 +202,12 @@ await new Promise((r) => setTimeout(r, 2000));
 clearInterval(sampler);
 const rssEnd = rssMb();
 const health = (await (await fetch(`${base}/health`)).json()) as { status: string };
-const stepsAfterAbort = [...log.matchAll(/"why":"client","stepsAfterAbort":(\d+)/g)].map((m) => Number(m[1]));
+// the server logs each request its client dropped: time from the disconnect to a free worker, and the turn's decode step
+const dropped = log
+  .split('\n')
+  .filter((l) => l.includes('"request stopped early"'))
+  .map((l) => JSON.parse(l) as { why: string; freedMs: number; decodeStepMs: number })
+  .filter((l) => l.why === 'client');
 const crashedBeforeEnd = exitCode !== undefined;
 child.kill('SIGTERM');
 await exited;
@@ -217,8 +222,9 @@ const report = {
   loadVsCeiling: load.answeredPerSecond / ceiling.answeredPerSecond,
   rssMb: { start: rssStart, peak: rssPeak, end: rssEnd },
   healthAfter: health.status,
-  maxStepsAfterDisconnect: Math.max(0, ...stepsAfterAbort),
-  disconnectsSeenByServer: stepsAfterAbort.length,
+  disconnectsSeenByServer: dropped.length,
+  freedAfterDisconnectMs: { p50: pct(dropped.map((d) => d.freedMs), 50), max: Math.max(0, ...dropped.map((d) => d.freedMs)) },
+  decodeStepMs: pct(dropped.filter((d) => d.decodeStepMs > 0).map((d) => d.decodeStepMs), 50),
   crashed: crashedBeforeEnd,
   sigtermExit: exitCode,
 };
@@ -232,7 +238,8 @@ else {
   }
   console.log(`load / ceiling: ${(report.loadVsCeiling * 100).toFixed(0)} %`);
   console.log(`RSS MB: start ${rssStart.toFixed(0)}, peak ${rssPeak.toFixed(0)}, end ${rssEnd.toFixed(0)} (end - start ${(rssEnd - rssStart).toFixed(0)})`);
-  console.log(`disconnects seen by the server: ${report.disconnectsSeenByServer}, decode steps after a disconnect: max ${report.maxStepsAfterDisconnect}`);
+  const freed = report.freedAfterDisconnectMs;
+  console.log(`disconnects seen by the server: ${report.disconnectsSeenByServer}; worker free after a disconnect: p50 ${f(freed.p50)} ms, max ${f(freed.max)} ms (a decode step: ${f(report.decodeStepMs)} ms)`);
   console.log(`health after: ${health.status}; crashed: ${crashedBeforeEnd}; lost responses: ${ceiling.lost.length + load.lost.length}; SIGTERM exit code: ${exitCode}`);
   for (const l of [...ceiling.lost, ...load.lost].slice(0, 5)) console.log(`  lost: ${l}`);
 }
