@@ -3,9 +3,9 @@
 // and fetched (media.ts), then queued for the one GPU worker (queue.ts). Answers come back whole or
 // as server-sent events in OpenAI's chunk format. Every error is OpenAI's error JSON.
 //
-// Request lifecycle: validate -> media -> queue (429 when full) -> generate -> answer. A client that
-// disconnects aborts its request: it leaves the queue, or generation stops after the current decode
-// step. A GPU error answers 500; if it left the device unusable the model is reloaded (ahead of the
+// Request lifecycle: validate -> media -> queue (429 when full) -> generate (engine.ts: continuing
+// the kept conversation when the request extends it) -> answer. A client that disconnects aborts its
+// request: it leaves the queue, or generation stops at the next decode step boundary. A GPU error answers 500; if it left the device unusable the model is reloaded (ahead of the
 // queue) while /health says "loading".
 
 import { randomUUID } from 'node:crypto';
