@@ -192,7 +192,13 @@ function summarize(name: string, r: { outcomes: Outcome[]; wallMs: number }) {
 for (const [k] of MIX) await request(k);
 const rssStart = rssMb();
 let rssPeak = rssStart;
-const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssMb())), 500);
+const rssSeries: number[] = []; // every 5 s, to see whether memory levels off
+let ticks = 0;
+const sampler = setInterval(() => {
+  const now = rssMb();
+  rssPeak = Math.max(rssPeak, now);
+  if (++ticks % 10 === 0) rssSeries.push(Math.round(now));
+}, 500);
 
 let k = 0;
 const ceilingKinds = MIX.map(([kind]) => kind).filter((kind) => kind !== 'disconnect');
@@ -220,7 +226,7 @@ const report = {
   ceiling,
   load,
   loadVsCeiling: load.answeredPerSecond / ceiling.answeredPerSecond,
-  rssMb: { start: rssStart, peak: rssPeak, end: rssEnd },
+  rssMb: { start: rssStart, peak: rssPeak, end: rssEnd, every5s: rssSeries },
   healthAfter: health.status,
   disconnectsSeenByServer: dropped.length,
   freedAfterDisconnectMs: { p50: pct(dropped.map((d) => d.freedMs), 50), max: Math.max(0, ...dropped.map((d) => d.freedMs)) },
@@ -237,7 +243,7 @@ else {
     console.log(`| ${s.name} | ${s.requests} | ${s.seconds.toFixed(1)} | ${s.answeredPerSecond.toFixed(2)} | ${f(s.ttftP50)} / ${f(s.ttftP99)} | ${f(s.totalP50)} / ${f(s.totalP99)} | ${JSON.stringify(s.statuses)} |`);
   }
   console.log(`load / ceiling: ${(report.loadVsCeiling * 100).toFixed(0)} %`);
-  console.log(`RSS MB: start ${rssStart.toFixed(0)}, peak ${rssPeak.toFixed(0)}, end ${rssEnd.toFixed(0)} (end - start ${(rssEnd - rssStart).toFixed(0)})`);
+  console.log(`RSS MB: start ${rssStart.toFixed(0)}, peak ${rssPeak.toFixed(0)}, end ${rssEnd.toFixed(0)} (end - start ${(rssEnd - rssStart).toFixed(0)}); every 5 s: ${rssSeries.join(' ')}`);
   const freed = report.freedAfterDisconnectMs;
   console.log(`disconnects seen by the server: ${report.disconnectsSeenByServer}; worker free after a disconnect: p50 ${f(freed.p50)} ms, max ${f(freed.max)} ms (a decode step: ${f(report.decodeStepMs)} ms)`);
   console.log(`health after: ${health.status}; crashed: ${crashedBeforeEnd}; lost responses: ${ceiling.lost.length + load.lost.length}; SIGTERM exit code: ${exitCode}`);
