@@ -4,6 +4,7 @@
 import { loadKernelSources } from './kernels.js';
 import { BufferPool } from './pool.js';
 import { PipelineCache, type Defines } from './pipelines.js';
+import { track } from './scope.js';
 import { Recorder, GpuError, type TypedArray } from './recorder.js';
 import { Tensor, checkShape, numelOf, storageBytes, type DType } from './tensor.js';
 
@@ -138,10 +139,12 @@ export class Gpu {
     void device.lost.then((info) => {
       this.lostReason = info.reason === 'destroyed' ? 'the device was destroyed' : `the GPU device was lost (${info.reason}): ${info.message}`;
     });
-    device.addEventListener('uncapturederror', (ev) => {
-      this.uncaptured ??= (ev as GPUUncapturedErrorEvent).error.message;
-    });
+    device.addEventListener('uncapturederror', this.onUncapturedError);
   }
+
+  private readonly onUncapturedError = (ev: Event): void => {
+    this.uncaptured ??= (ev as GPUUncapturedErrorEvent).error.message;
+  };
 
   /** Throws if the device is lost or an earlier error escaped the error scopes. */
   assertUsable(): void {
@@ -194,7 +197,9 @@ export class Gpu {
     if (bytes > this.maxBindingBytes) {
       throw new Error(`${label}: [${shape.join(', ')}] ${dtype} needs ${bytes} bytes, over the storage binding limit of ${this.maxBindingBytes} bytes; process it in smaller pieces`);
     }
-    return new Tensor(this, [...shape], dtype, [{ buffer: this.pool.acquire(bytes, label), rowStart: 0, rows: shape[0] }], true, label);
+    const t = new Tensor(this, [...shape], dtype, [{ buffer: this.pool.acquire(bytes, label), rowStart: 0, rows: shape[0] }], true, label);
+    track(t); // released with its scope (scope.ts)
+    return t;
   }
 
   /**
@@ -288,6 +293,9 @@ export class Gpu {
     this.pool.trim();
     for (const b of this.uniformChunks) b.destroy();
     this.uniformChunks = [];
+    // The listener holds this Gpu (and through keepAlive Dawn's instance): left on the device it
+    // keeps the whole native graph alive after destroy, a few MB per load/dispose cycle.
+    this.device.removeEventListener('uncapturederror', this.onUncapturedError);
     this.device.destroy();
   }
 }
