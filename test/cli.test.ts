@@ -244,4 +244,15 @@ describe('exit statuses of checkpoint and download failures', () => {
     expect(r.stderr).toMatch(/Cannot reach http:\/\/127\.0\.0\.1:9/);
     expect(r.stderr).not.toMatch(/PVC_DEBUG/);
   }, 60_000);
+
+  it('scripts/download.ts says the same with the same status', async () => {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/download.ts', '--dir', join(tmp, 'download')], { cwd: ROOT, env: { ...process.env, HF_ENDPOINT: 'http://127.0.0.1:9' } });
+      let stderr = '';
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/download failed \(offline\): Cannot reach/);
+  }, 60_000);
 });
