@@ -6,12 +6,14 @@
 
 import type { RgbImage } from './resize.js';
 import { decodeImage as decodePortable, MAX_PIXELS, sniffFormat } from './decode.js';
+import { imageHeader } from './header.js';
 
 export { MAX_PIXELS, sniffFormat, type ImageFormat } from './decode.js';
 
 export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
   const format = bytes?.length ? sniffFormat(bytes) : null;
   if (format !== 'jpeg' && format !== 'png' && format !== 'webp') return decodePortable(bytes); // GIF, BMP, and the errors
+  imageHeader(bytes); // every declared dimension checked before the browser allocates
   let bitmap: ImageBitmap;
   try {
     const data = format === 'jpeg' ? withoutExif(bytes) : bytes;
