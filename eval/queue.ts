@@ -22,8 +22,8 @@ export interface JobData {
   item: EvalItem;
 }
 
-/** redis://[user:password@]host:port[/db] -> BullMQ connection options. */
-export function connectionFrom(url: string): ConnectionOptions {
+/** redis://[user:password@]host:port[/db] -> BullMQ connection options (ioredis reads the URL). */
+function connectionFrom(url: string): ConnectionOptions {
   let u: URL;
   try {
     u = new URL(url);
@@ -31,19 +31,12 @@ export function connectionFrom(url: string): ConnectionOptions {
     throw new InputError(`--queue needs a URL like redis://HOST:PORT, got "${url}"`);
   }
   if (u.protocol !== 'redis:') throw new InputError(`--queue needs a redis:// URL, got "${url}"`);
-  return {
-    host: u.hostname,
-    port: Number(u.port || 6379),
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    ...(u.pathname.length > 1 ? { db: Number(u.pathname.slice(1)) } : {}),
-    // BullMQ's blocking commands need ioredis to retry without a per-request limit
-    maxRetriesPerRequest: null,
-  };
+  // BullMQ's blocking commands need ioredis to retry without a per-request limit
+  return { url, maxRetriesPerRequest: null };
 }
 
 /** A short id for (task, dataset, settings): jobs of different runs never share ids. */
-export function runId(task: string, dataDir: string, settings: object): string {
+function runId(task: string, dataDir: string, settings: object): string {
   return createHash('sha256').update(JSON.stringify([task, dataDir, settings])).digest('hex').slice(0, 12);
 }
 

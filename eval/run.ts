@@ -4,7 +4,7 @@
 
 import { resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import { loadModel } from '../src/index.js';
+import { loadModel, type LoadedModel } from '../src/index.js';
 import { answerItem } from './answer.js';
 import { coordinate } from './queue.js';
 import { openRun, runSettings, writeSummary, type Summary } from './results.js';
@@ -15,6 +15,8 @@ export interface RunOptions extends TaskSettings {
   data: string;
   /** checkpoint folder (single-process runs) */
   model?: string;
+  /** an already loaded model instead (several tasks in one process); it is not disposed */
+  loaded?: LoadedModel;
   out: string;
   /** redis://HOST:PORT: queue the items for eval:worker processes instead of answering them here */
   queue?: string;
@@ -63,8 +65,8 @@ export async function runTask(o: RunOptions): Promise<Summary> {
           onProgress: (done, workers) => bar.update(done, workers),
         });
       } else {
-        if (!o.model) throw new Error('--model DIR is needed (or --queue URL to have eval:worker processes answer)');
-        const m = await loadModel(o.model);
+        if (!o.model && !o.loaded) throw new Error('--model DIR is needed (or --queue URL to have eval:worker processes answer)');
+        const m = o.loaded ?? (await loadModel(o.model!));
         try {
           let done = start;
           for (const item of todo) {
@@ -72,7 +74,7 @@ export async function runTask(o: RunOptions): Promise<Summary> {
             bar.update(++done);
           }
         } finally {
-          m.dispose();
+          if (!o.loaded) m.dispose();
         }
       }
     } finally {

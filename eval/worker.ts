@@ -1,6 +1,6 @@
 // npm run eval:worker -- --queue redis://HOST:PORT --model DIR [--data DIR] [--lock-seconds S]
 // Loads the model once, then answers queued benchmark items one at a time until stopped (SIGINT or
-// SIGTERM finish the current item first). An error other than a bad input (a GPU failure, say)
+// SIGTERM finish the current item first; a second signal stops at once). An error other than a bad input (a GPU failure, say)
 // stops the worker: its job goes back to the queue for another worker.
 
 import { parseArgs } from 'node:util';
@@ -30,7 +30,8 @@ async function main(): Promise<void> {
   const worker = startWorker({ url: values.queue, model, dataDir: values.data, lockMs: lockSeconds * 1000, log });
   let stopping = false;
   const stop = async (code: number) => {
-    if (stopping) return;
+    // a second signal does not wait for the current item
+    if (stopping) process.exit(code);
     stopping = true;
     await worker.close();
     model.dispose();
@@ -40,7 +41,12 @@ async function main(): Promise<void> {
     log(`failed ${job?.id}: ${err.message}`);
     if (!(err instanceof InputError)) void stop(1);
   });
-  worker.on('error', (err) => log(`queue error: ${err.message}`));
+  let lastError = '';
+  worker.on('error', (err) => {
+    // while Redis is unreachable the same error repeats at every retry: say it once
+    if (err.message !== lastError) log(`queue error: ${err.message}`);
+    lastError = err.message;
+  });
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
 }

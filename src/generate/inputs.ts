@@ -2,10 +2,10 @@
 // question prefix InternVL's chat uses for them ("<image>\n", "Image-1: <image>\n...", the PVC
 // README's "Frame1: <image>\n...").
 
-import { readFile } from 'node:fs/promises';
 import type { InternVL } from '../models/internvl.js';
 import type { Media } from '../models/plan.js';
 import { loadImage } from '../preprocess/image.js';
+import { readImageFile } from '../preprocess/image-file.js';
 import { loadVideo } from '../preprocess/video.js';
 import { IMAGE_PLACEHOLDER, multiImagePrefix, videoPrefix } from '../text/template.js';
 
@@ -77,7 +77,7 @@ export async function readMedia(model: InternVL, req: MediaRequest): Promise<{ m
 async function readImage(path: string, opts: Parameters<typeof loadImage>[1]) {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    bytes = await readImageFile(path);
   } catch (e) {
     throw new InputError(`cannot read image ${path}: ${(e as Error).message}`);
   }

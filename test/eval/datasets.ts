@@ -6,10 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-/** Makes ROOT/data/<dataset> for every benchmark and returns ROOT (InternVL's internvl_chat folder). */
-export async function makeDatasets(vqaItems: number, mvbenchItems: number): Promise<string> {
+/** Makes ROOT/data/<dataset> for every benchmark and returns ROOT (InternVL's internvl_chat folder);
+ *  `mvbenchOnly` names the MVBench json files to fill (the others hold no questions). */
+export async function makeDatasets(vqaItems: number, mvbenchItems: number, mvbenchOnly?: string[]): Promise<string> {
   const root = mkdtempSync(join(tmpdir(), 'eval-data-'));
-  await promisify(execFile)('/usr/bin/python3', [join(import.meta.dirname, 'make_datasets.py'), root, String(vqaItems), String(mvbenchItems)]);
+  const args = [join(import.meta.dirname, 'make_datasets.py'), root, String(vqaItems), String(mvbenchItems), ...(mvbenchOnly ? [mvbenchOnly.join(',')] : [])];
+  await promisify(execFile)('/usr/bin/python3', args);
   return root;
 }
 

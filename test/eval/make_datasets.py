@@ -3,7 +3,8 @@ internvl_mvbench_README.md), made locally: images with PIL, videos with ffmpeg, 
 TVQA-style frame folder. The jsonl files name images as the official ones do ("data/<name>/...",
 relative to InternVL's internvl_chat folder, which is ROOT here).
 
-usage: make_datasets.py ROOT [VQA_ITEMS] [MVBENCH_ITEMS_PER_SUBTASK]
+usage: make_datasets.py ROOT [VQA_ITEMS] [MVBENCH_ITEMS_PER_SUBTASK] [MVBENCH_SUBTASKS]
+(MVBENCH_SUBTASKS: comma-separated json names to fill; the others get an empty list)
 """
 import json
 import os
@@ -17,6 +18,7 @@ from PIL import Image, ImageDraw
 root = sys.argv[1]
 n_vqa = int(sys.argv[2]) if len(sys.argv) > 2 else 4
 n_mv = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+only = sys.argv[4].split(',') if len(sys.argv) > 4 else None
 rnd = random.Random(13)
 
 
@@ -125,7 +127,7 @@ SUBTASKS = [  # json file, folder, kind ('mp4', 'gif' or 'frames'), has start/en
 ]
 for j, (json_file, folder, kind, bound) in enumerate(SUBTASKS):
     items = []
-    for i in range(n_mv):
+    for i in range(n_mv if only is None or json_file in only else 0):
         name = f'{json_file[:-5]}_{i}'
         if kind == 'frames':
             video = name

@@ -5,7 +5,7 @@ usage: official.py REFERENCE_DIR < request.json > answer.json
 Only imports that are not installed here are stubbed (transformers, decord, cv2, imageio, tqdm and
 InternVL's utils.preprocess, whose image transforms the prompts do not depend on); the metric and
 dataset code itself runs unchanged. Requests:
-  {"op": "scores", "cases": {metric: [{"answer", "annotation", "subtask"?}, ...]}}
+  {"op": "scores", "cases": {label: {"metric": M, "entries": [{"answer", "annotation", "subtask"?}, ...]}}}
   {"op": "vqa_items", "root": DIR, "datasets": [ds_name, ...]}   (DIR holds data/...)
   {"op": "mvbench_items", "root": DIR, "num_segments": 16}
 """
@@ -161,9 +161,9 @@ def mvbench_items(root, num_segments):
 req = json.load(sys.stdin)
 if req['op'] == 'scores':
     answers = {}
-    for metric, entries in req['cases'].items():
-        s, items, sub = score(metric, entries)
-        answers[metric] = {'score': s, 'items': items, 'subtasks': sub}
+    for label, case in req['cases'].items():
+        s, items, sub = score(case['metric'], case['entries'])
+        answers[label] = {'score': s, 'items': items, 'subtasks': sub}
     json.dump(answers, sys.stdout)
 elif req['op'] == 'vqa_items':
     json.dump(vqa_items(req['root'], req['datasets']), sys.stdout)

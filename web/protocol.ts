@@ -1,0 +1,31 @@
+// Messages between the page and the engine's Web Worker.
+
+import type { SamplingOptions } from '../src/generate/sampler.js';
+
+export type ModelSource =
+  | { kind: 'folder'; files: File[] } // <input webkitdirectory> or a directory picker: paths relative to the folder
+  | { kind: 'url'; base: string } // a checkpoint folder served over HTTP (Range requests)
+  | { kind: 'hub'; endpoint: string; repo: string; revision?: string; token?: string };
+
+export interface ChatSettings {
+  maxNewTokens: number;
+  maxTiles?: number;
+  frames: number;
+  sampling: SamplingOptions;
+}
+
+export type ToWorker =
+  | { type: 'load'; source: ModelSource }
+  | { type: 'chat'; question: string; images: File[]; video?: File; settings: ChatSettings }
+  | { type: 'stop' }
+  | { type: 'reset' };
+
+/** What went wrong, so the page can offer the right way out. */
+export type ErrorKind = 'no-webgpu' | 'limits' | 'device-lost' | 'out-of-memory' | 'input' | 'quota' | 'model' | 'internal';
+
+export type FromWorker =
+  | { type: 'progress'; phase: 'download' | 'load'; done: number; total: number; bytesPerSecond: number; file?: string }
+  | { type: 'ready'; adapter: string; model: string; loadSeconds: number; bytes: number; downloadedBytes: number }
+  | { type: 'token'; text: string }
+  | { type: 'done'; answer: string; stats: string; stopped: boolean; decodeTokensPerSecond: number; newTokens: number }
+  | { type: 'error'; kind: ErrorKind; message: string };

@@ -1,0 +1,171 @@
+// The engine's Web Worker: loads a checkpoint (local folder, HTTP folder, or hub download cached in
+// the OPFS) through byte sources mounted at /model, and runs chat turns, streaming tokens to the page.
+
+import { chat, formatStats, InputError, loadModel, type ChatTurn, type LoadedModel } from '../src/index.js';
+import { mount, unmount } from '../src/browser/fs.js';
+import { ensureHubModel, QuotaError } from '../src/weights/download-browser.js';
+import { BlobSource, HttpSource } from '../src/weights/source-browser.js';
+import type { ErrorKind, FromWorker, ModelSource, ToWorker } from './protocol.js';
+
+const MODEL_DIR = '/model';
+/** what the kernels ask of an adapter (workgroups of 256 invocations; attention tiles in 16 KiB of workgroup memory) */
+const REQUIRED_LIMITS = { maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupStorageSize: 16384, maxStorageBuffersPerShaderStage: 6 };
+
+const post = (m: FromWorker) => (self as unknown as Worker).postMessage(m);
+
+class PageError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let loaded: LoadedModel | null = null;
+let history: ChatTurn[] = [];
+/** the conversation's images or video: every turn passes them again (their placeholders are in the history) */
+let media: { images: string[]; video?: string } = { images: [] };
+let stopRequested = false;
+let inputCount = 0;
+
+async function checkAdapter(): Promise<void> {
+  if (!navigator.gpu) throw new PageError('no-webgpu', 'This browser has no WebGPU (navigator.gpu is missing). Use a current Chrome, Edge or Safari, or Firefox with WebGPU enabled.');
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new PageError('no-webgpu', 'WebGPU is present but no adapter is available (the GPU is blocklisted or WebGPU is disabled). In Chrome, check chrome://gpu; on Linux, start it with --enable-unsafe-webgpu.');
+  const short = Object.entries(REQUIRED_LIMITS).filter(([k, v]) => (adapter.limits as unknown as Record<string, number>)[k] < v);
+  if (short.length) {
+    throw new PageError('limits', `This GPU's limits are too small for the engine: ${short.map(([k, v]) => `${k} is ${(adapter.limits as unknown as Record<string, number>)[k]}, needs ${v}`).join('; ')}.`);
+  }
+}
+
+/** Mounts the checkpoint's files at /model; returns bytes fetched from a hub. */
+async function mountModel(source: ModelSource): Promise<{ name: string; downloaded: number }> {
+  unmount(MODEL_DIR);
+  if (source.kind === 'folder') {
+    if (!source.files.length) throw new PageError('model', 'the chosen folder is empty');
+    for (const f of source.files) {
+      // webkitRelativePath is "FOLDER/name"; files of subfolders are not part of a checkpoint
+      const rel = (f.webkitRelativePath || f.name).split('/').slice(1).join('/') || f.name;
+      mount(`${MODEL_DIR}/${rel}`, new BlobSource(f));
+    }
+    return { name: source.files[0].webkitRelativePath.split('/')[0] || 'local folder', downloaded: 0 };
+  }
+  if (source.kind === 'url') {
+    const base = source.base.endsWith('/') ? source.base : `${source.base}/`;
+    const index = await fetch(new URL('model.safetensors.index.json', base));
+    const shards = index.ok ? [...new Set(Object.values(((await index.json()) as { weight_map: Record<string, string> }).weight_map))] : ['model.safetensors'];
+    const files = ['config.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', ...(index.ok ? ['model.safetensors.index.json'] : []), ...shards];
+    await Promise.all(
+      files.map(async (name) => {
+        try {
+          mount(`${MODEL_DIR}/${name}`, await HttpSource.open(new URL(name, base).href));
+        } catch (e) {
+          if (!/HTTP 404/.test((e as Error).message)) throw e; // optional files may be absent; the loader names missing required ones
+        }
+      }),
+    );
+    return { name: base, downloaded: 0 };
+  }
+  const { files, commit, downloaded } = await ensureHubModel(source, (p) => post({ type: 'progress', phase: 'download', done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond, file: p.file }));
+  for (const [name, file] of files) mount(`${MODEL_DIR}/${name}`, new BlobSource(file));
+  return { name: `${source.repo}@${commit.slice(0, 10)}`, downloaded };
+}
+
+async function load(source: ModelSource): Promise<void> {
+  loaded?.dispose();
+  loaded = null;
+  history = [];
+  media = { images: [] };
+  await checkAdapter();
+  const { name, downloaded } = await mountModel(source);
+  const start = performance.now();
+  let bytes = 0;
+  loaded = await loadModel(MODEL_DIR, {
+    onProgress: (p) => {
+      bytes = p.bytesTotal;
+      post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond });
+    },
+  });
+  const device = loaded.gpu.device;
+  void device.lost.then((info) => {
+    if (info.reason !== 'destroyed') post({ type: 'error', kind: 'device-lost', message: `The GPU device was lost (${info.message || info.reason}). Reload the model to continue.` });
+  });
+  post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded });
+}
+
+function mountInput(file: File): string {
+  const path = `/input/${inputCount++}-${file.name.replace(/[/\\]/g, '_')}`;
+  mount(path, new BlobSource(file));
+  return path;
+}
+
+async function turn(msg: Extract<ToWorker, { type: 'chat' }>): Promise<void> {
+  if (!loaded) throw new PageError('model', 'load a model first');
+  if (msg.images.length || msg.video) {
+    // new media start a new conversation: earlier turns' placeholders refer to the old ones
+    if (history.length) history = [];
+    unmount('/input');
+    media = { images: msg.images.map(mountInput), video: msg.video && mountInput(msg.video) };
+  }
+  stopRequested = false;
+  const it = chat(loaded.model, loaded.tokenizer, {
+    question: msg.question,
+    images: media.images,
+    video: media.video ? { path: media.video, frames: msg.settings.frames } : undefined,
+    history,
+    maxTiles: msg.settings.maxTiles,
+    maxNewTokens: msg.settings.maxNewTokens,
+    sampling: msg.settings.sampling,
+    stopIds: loaded.stopIds,
+  });
+  let newTokens = 0;
+  for (let r = await it.next(); ; r = await it.next()) {
+    if (r.done) {
+      history = [...history, r.value.turn];
+      post({ type: 'done', answer: r.value.answer, stats: formatStats(r.value.stats), stopped: false, decodeTokensPerSecond: r.value.stats.decodeTokensPerSecond, newTokens: r.value.stats.newTokens });
+      return;
+    }
+    newTokens++;
+    post({ type: 'token', text: r.value });
+    // yield to the message loop so that a stop request is seen between tokens
+    await new Promise((res) => setTimeout(res, 0));
+    if (stopRequested) {
+      await it.return(undefined as never);
+      post({ type: 'done', answer: '', stats: `stopped by the user after ${newTokens} text pieces (this turn is not kept in the conversation)`, stopped: true, decodeTokensPerSecond: 0, newTokens });
+      return;
+    }
+  }
+}
+
+function classify(e: unknown): { kind: ErrorKind; message: string } {
+  if (e instanceof PageError) return { kind: e.kind, message: e.message };
+  const message = e instanceof Error ? e.message : String(e);
+  if (e instanceof InputError) return { kind: 'input', message };
+  if (e instanceof QuotaError) return { kind: 'quota', message };
+  if (loaded?.gpu.lost || /device was lost|device is lost/i.test(message)) return { kind: 'device-lost', message: `${message}. Reload the model to continue.` };
+  if (e instanceof RangeError || /out of memory|allocation failed|allocating \d+ bytes failed/i.test(message)) return { kind: 'out-of-memory', message: `Out of memory: ${message}. Try a smaller model (q4), fewer tiles or frames, or close other GPU-heavy tabs.` };
+  if (/storage binding limit|limit of \d+/i.test(message)) return { kind: 'limits', message: `This GPU's limits are too small for this request: ${message}` };
+  if (/config\.json|safetensors|tokenizer|checkpoint|ENOENT|Range request|Content-Length/i.test(message)) return { kind: 'model', message };
+  return { kind: 'internal', message };
+}
+
+self.onmessage = async (ev: MessageEvent<ToWorker>) => {
+  const msg = ev.data;
+  if (msg.type === 'stop') {
+    stopRequested = true;
+    return;
+  }
+  if (msg.type === 'reset') {
+    history = [];
+    media = { images: [] };
+    unmount('/input');
+    return;
+  }
+  try {
+    if (msg.type === 'load') await load(msg.source);
+    else await turn(msg);
+  } catch (e) {
+    post({ type: 'error', ...classify(e) });
+  }
+};
