@@ -67,7 +67,7 @@ Exit status
   2  bad arguments or inputs: a flag, an image, video or prompt file, a prompt, or a --model
      directory that is incomplete or corrupt
   3  the weights could not be downloaded (network, hub, disk space); run again to resume
-  130  interrupted by Ctrl-C (outside --interactive)`;
+  130  interrupted by Ctrl-C (outside --interactive, or twice while an answer is stopping)`;
 
 const EXIT = { ok: 0, internal: 1, usage: 2, download: 3, interrupted: 130 } as const;
 

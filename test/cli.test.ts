@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkAgainstConfig, checkInputs, parse, readPromptFile, UsageError } from '../run.js';
+import { InputError, readMedia, type InternVL } from '../src/index.js';
 import { loadConfig } from '../src/weights/config.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
 import { SHARED } from './util.js';
@@ -264,6 +265,11 @@ describe('inputs and flags are checked before the weights load (exit 2, one mess
     const err = await checkInputs(parse(['--video', notVideo])).catch((e: Error) => e);
     expect(err).toBeInstanceOf(UsageError);
     expect((err as Error).message.match(/cannot read video/g) ?? [], (err as Error).message).toHaveLength(1);
+    // the library says it once too (readMedia needs only the model's config)
+    const model_ = { config: await loadConfig(model) } as unknown as InternVL;
+    const libraryErr = await readMedia(model_, { video: { path: notVideo } }).catch((e: Error) => e);
+    expect(libraryErr).toBeInstanceOf(InputError);
+    expect((libraryErr as Error).message.match(/cannot read video/g) ?? [], (libraryErr as Error).message).toHaveLength(1);
   });
 });
 
