@@ -3,8 +3,8 @@
 
 import { chat, formatStats, InputError, loadModel, type ChatTurn, type LoadedModel } from '../src/index.js';
 import { mount, unmount } from '../src/browser/fs.js';
-import { ensureHubModel, QuotaError } from '../src/weights/download-browser.js';
-import { BlobSource, HttpSource } from '../src/weights/source-browser.js';
+import { ensureHubModel, QuotaError } from '../src/browser/download.js';
+import { BlobSource, HttpSource } from '../src/browser/source.js';
 import type { ErrorKind, FromWorker, ModelSource, ToWorker } from './protocol.js';
 
 const MODEL_DIR = '/model';

@@ -3,7 +3,7 @@
 // checkpoint folder at /model/... and dropped images and videos at /input/..., so the Node code
 // paths (checkpoint reader, uploader, config, tokenizer, chat) run unchanged and stream by slices.
 
-import type { ByteSource } from '../weights/source-browser.js';
+import type { ByteSource } from './source.js';
 
 const mounts = new Map<string, ByteSource>();
 

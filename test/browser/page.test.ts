@@ -52,7 +52,7 @@ async function startHubLoad(p: Page): Promise<void> {
 async function loadFromHub(): Promise<void> {
   await startHubLoad(page);
   await page.waitForSelector('#model-status[data-state=ready], #error:not([hidden])', { timeout: 60_000 });
-  expect(await page.isHidden('#error'), await page.textContent('#error')).toBe(true);
+  expect(await page.isHidden('#error'), (await page.textContent('#error-text')) ?? '').toBe(true);
 }
 
 async function ask(question: string, files: string[]): Promise<{ text: string; stats: string }> {
@@ -62,7 +62,7 @@ async function ask(question: string, files: string[]): Promise<{ text: string; s
   await page.click('#send');
   const answer = page.locator('.assistant').nth(before);
   await answer.and(page.locator('[data-done]')).waitFor({ timeout: 90_000 });
-  expect(await answer.getAttribute('data-done'), await page.textContent('#error')).toBe('done');
+  expect(await answer.getAttribute('data-done'), (await page.textContent('#error-text')) ?? '').toBe('done');
   return { text: (await answer.locator('.text').textContent())!, stats: (await answer.locator('.stats').textContent())! };
 }
 

@@ -4,10 +4,10 @@
 // dropped, no ICC transform, no EXIF rotation (the JPEG's Exif segment is removed before decoding,
 // since browsers always honour its orientation). Measured against PIL in test/browser/.
 
-import type { RgbImage } from './resize.js';
-import { decodeImage as decodePortable, MAX_PIXELS, sniffFormat } from './decode.js';
+import type { RgbImage } from '../preprocess/resize.js';
+import { decodeImage as decodePortable, MAX_PIXELS, sniffFormat } from '../preprocess/decode.js';
 
-export { MAX_PIXELS, sniffFormat, type ImageFormat } from './decode.js';
+export { MAX_PIXELS, sniffFormat, type ImageFormat } from '../preprocess/decode.js';
 
 export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
   const format = bytes?.length ? sniffFormat(bytes) : null;
