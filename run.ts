@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chat, formatStats, InputError, loadModel, resolveSampling, type ChatRequest, type ChatTurn, type LoadedModel } from './src/index.js';
+import { ChatSession, formatStats, InputError, loadModel, resolveSampling } from './src/index.js';
 import { sniffFormat } from './src/preprocess/decode.js';
 import { probeVideo } from './src/preprocess/video.js';
 import { ConfigError } from './src/weights/config.js';
@@ -39,6 +39,8 @@ Model
                            weights/tiny-demo): shows the pipeline works, answers are gibberish
   --max-tiles N            dynamic tiles per image before the thumbnail (default: the config's
                            max_dynamic_patch, 12 for the real model)
+  --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
+                           (q8: about half the memory, q4: about a third; docs/quantization.md)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
   --max-new-tokens N       default 1024
@@ -73,6 +75,7 @@ function parse(argv: string[]) {
         model: { type: 'string' },
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
+        dtype: { type: 'string' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
@@ -109,10 +112,12 @@ function parse(argv: string[]) {
     model: values.model,
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
+    dtype: values.dtype ?? 'bf16',
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
     help: values.help ?? false,
   };
+  if (!['bf16', 'q8', 'q4'].includes(parsed.dtype)) throw new UsageError(`--dtype must be bf16, q8 or q4, got '${parsed.dtype}'`);
   if (parsed.images.length && parsed.video) throw new UsageError('give --image or --video, not both');
   if (!parsed.video && (parsed.frames !== undefined || parsed.start !== undefined || parsed.end !== undefined)) throw new UsageError('--frames, --start and --end apply to --video');
   if ((parsed.start === undefined) !== (parsed.end === undefined)) throw new UsageError('give both --start and --end');
@@ -204,34 +209,31 @@ function defaultQuestion(args: Args): string | undefined {
   return undefined;
 }
 
-/** One turn: stream the answer to stdout, stats to stderr; returns the turn for the history. */
-async function turn(m: LoadedModel, args: Args, question: string, history: ChatTurn[]): Promise<ChatTurn> {
-  const req: ChatRequest = {
+/** One turn of `session` (the media belong to the first): stream the answer to stdout, stats to stderr. */
+async function turn(session: ChatSession, args: Args, question: string): Promise<void> {
+  const first = session.history.length === 0;
+  const it = session.turn({
     question,
-    images: args.images,
-    video: args.video ? { path: args.video, frames: args.frames, start: args.start, end: args.end } : undefined,
-    history,
-    systemMessage: args.system,
+    images: first ? args.images : undefined,
+    video: first && args.video ? { path: args.video, frames: args.frames, start: args.start, end: args.end } : undefined,
     maxTiles: args.maxTiles,
     maxNewTokens: args.maxNewTokens,
     sampling: args.sampling,
-    stopIds: m.stopIds,
-  };
-  const it = chat(m.model, m.tokenizer, req);
+  });
   for (;;) {
     const r = await it.next();
     if (r.done) {
       process.stdout.write('\n');
       process.stderr.write(`${formatStats(r.value.stats)}\n`);
-      return r.value.turn;
+      return;
     }
     process.stdout.write(r.value);
   }
 }
 
-async function interactive(m: LoadedModel, args: Args): Promise<void> {
-  const history: ChatTurn[] = [];
-  if (args.prompt) history.push(await turn(m, args, args.prompt, history));
+/** A session keeps the KV cache: each turn prefills only its own tokens. */
+async function interactive(session: ChatSession, args: Args): Promise<void> {
+  if (args.prompt) await turn(session, args, args.prompt);
   const rl = createInterface({ input: process.stdin, output: process.stderr, prompt: '> ' });
   process.stderr.write('(empty line: skip; Ctrl-D or /exit: quit)\n');
   rl.prompt();
@@ -240,7 +242,7 @@ async function interactive(m: LoadedModel, args: Args): Promise<void> {
     if (q === '/exit') break;
     if (q) {
       try {
-        history.push(await turn(m, args, q, history));
+        await turn(session, args, q);
       } catch (e) {
         if (!(e instanceof InputError)) throw e;
         process.stderr.write(`error: ${e.message}\n`); // e.g. the conversation outgrew the context: the session goes on
@@ -262,11 +264,13 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   const bar = progress('loading weights');
-  const m = await loadModel(dir, { onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+  const m = await loadModel(dir, { dtype: args.dtype as 'bf16' | 'q8' | 'q4', onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+  const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {
-    if (args.interactive) await interactive(m, args);
-    else await turn(m, args, question!, []);
+    if (args.interactive) await interactive(session, args);
+    else await turn(session, args, question!);
   } finally {
+    session.dispose();
     m.dispose();
   }
   return 0;

@@ -7,11 +7,15 @@
 // Variants: BF16 (table packed two per u32, element 2w in the low half) or f32 table;
 //   TEXELS (with BF16): the part is a texel-layout weight (src/gpu/tensor.ts), texel (i, r) =
 //   elements 8i .. 8i+7 of row r.
+//   QUANT with Q8 or Q4: group-quantized rows (kernels/quant.wgsl: codes, then f16 scales of 32-value
+//   groups; rowUnits() 16-byte units per row), in a buffer of words or (TEXELS) texel (i, r) = unit i
+//   of row r; out = scale * code.
 //
 // Bindings (group 0):
 //   0 params  uniform { n, d, row_start, rows, vocab, first: u32 }
 //   1 ids     storage read  array<i32> [n]
-//   2 table   storage read  BF16: array<u32> [ceil(rows*d/2)]; else array<f32> [rows, d]   (this part)
+//   2 table   storage read  BF16: array<u32> [ceil(rows*d/2)]; QUANT: array<u32> [rows * rowUnits() * 4];
+//                           else array<f32> [rows, d]   (this part)
 //             TEXELS: texture_storage_2d<rgba32uint, read> [rows][d / 8]
 //   3 out     storage rw    array<f32> [n, d]
 // Dispatch: one workgroup of 256 per token, looping over d (so the parts that do not hold a token's
@@ -24,12 +28,35 @@ struct Params { n: u32, d: u32, row_start: u32, rows: u32, vocab: u32, first: u3
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 #if TEXELS
 @group(0) @binding(2) var table: texture_storage_2d<rgba32uint, read>;
+#elif QUANT
+@group(0) @binding(2) var<storage, read> table: array<u32>;
 #elif BF16
 @group(0) @binding(2) var<storage, read> table: array<u32>;
 #else
 @group(0) @binding(2) var<storage, read> table: array<f32>;
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+#if QUANT
+#include quant
+// Word j of 16-byte unit i of row r of the part.
+fn wordOf(r: u32, i: u32, j: u32) -> u32 {
+#if TEXELS
+  return textureLoad(table, vec2<u32>(i, r))[j];
+#else
+  return table[(r * rowUnits() + i) * 4u + j];
+#endif
+}
+fn valueAt(r: u32, col: u32) -> f32 {
+  let g = col / 32u;
+  let s = scaleOf(wordOf(r, scaleUnit(g), scaleWord(g)), g);
+#if Q4
+  return s * code1(wordOf(r, g, (col % 32u) / 8u), col % 8u);
+#else
+  return s * code1(wordOf(r, col / 16u, (col % 16u) / 4u), col % 4u);
+#endif
+}
+#endif
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -47,7 +74,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (local >= params.rows) { return; }
   for (var col = lid; col < params.d; col += 256u) {
     let e = local * params.d + col;
-#if TEXELS
+#if QUANT
+    out[row + col] = valueAt(local, col);
+#elif TEXELS
     let w = textureLoad(table, vec2<u32>(col / 8u, local))[(col % 8u) / 2u];
     out[row + col] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (col & 1u) == 1u));
 #elif BF16

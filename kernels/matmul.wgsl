@@ -6,9 +6,13 @@
 //   W_BF16 : bf16 packed two per u32, element e of the part in word e >> 1, low half first;
 //            widened with bitcast<f32>(w << 16u) / bitcast<f32>(w & 0xffff0000u).
 //   W_F16  : IEEE half packed the same way, widened with unpack2x16float (no shader-f16 needed).
-// Each part starts on a word boundary (the allocator splits on whole words); element (n, k) of the
-// part is e = n * K + k, so with odd K packed rows start mid-word.
-//   W_TEXELS (with W_BF16 or W_F16, software VEC kernels only): the part is a texel-layout weight
+//   Q8 / Q4 (with WQ): group-quantized rows (kernels/quant.wgsl, src/weights/quantize.ts: codes,
+//            then f16 scales of 32-value groups; rowUnits() 16-byte units per row, K % 32 == 0),
+//            read as vec4<u32> units (VEC), texels (W_TEXELS) or words. GEMV loads a group's codes
+//            at once and scales the group's dot product; GEMM and the hardware kernels scale each value.
+// Each part starts on a word boundary (the allocator splits on whole words); element (n, k) of a
+// 16-bit part is e = n * K + k, so with odd K packed rows start mid-word.
+//   W_TEXELS (with W_BF16, W_F16, Q8 or Q4; software VEC kernels only): the part is a texel-layout weight
 //            (src/gpu/tensor.ts): texel (k / 8, n) of an rgba32uint storage texture holds weights
 //            k .. k + 7 of row n. Lavapipe loads it with one 16-byte load per lane instead of four
 //            bounds-checked scalar loads: GEMM ~1.3x, GEMV ~1.7x faster than from a storage buffer.
@@ -98,12 +102,44 @@ fn widen2(q: u32) -> vec2<f32> {
 #endif
 }
 
+#if WQ
+#include quant
+// 16-byte unit i of row n of the part, and word j of it.
+fn unitOf(n: u32, i: u32) -> vec4<u32> {
+#if W_TEXELS
+  return textureLoad(w, vec2<u32>(i, n));
+#elif VEC
+  return w[n * rowUnits() + i];
+#else
+  let b = (n * rowUnits() + i) * 4u;
+  return vec4<u32>(w[b], w[b + 1u], w[b + 2u], w[b + 3u]);
+#endif
+}
+fn wordOf(n: u32, i: u32, j: u32) -> u32 {
+#if VEC
+  return unitOf(n, i)[j];
+#else
+  return w[(n * rowUnits() + i) * 4u + j];
+#endif
+}
+fn groupScale(n: u32, g: u32) -> f32 { return scaleOf(wordOf(n, scaleUnit(g), scaleWord(g)), g); }
+#endif
+
 #if VEC
 // Weights k .. k + 7 of row n of the part (k % 8 == 0).
 fn w8(n: u32, k: u32) -> array<vec4<f32>, 2> {
 #if W_F32
   let e = n * params.K + k;
   return array<vec4<f32>, 2>(w[e / 4u], w[e / 4u + 1u]);
+#elif Q4
+  let s = groupScale(n, k / 32u);
+  let c = codes8(wordOf(n, k / 32u, (k % 32u) / 8u));
+  return array<vec4<f32>, 2>(c[0] * s, c[1] * s);
+#elif Q8
+  let s = groupScale(n, k / 32u);
+  let u = unitOf(n, k / 16u);
+  let j = (k % 16u) / 4u;
+  return array<vec4<f32>, 2>(codes4(u[j]) * s, codes4(u[j + 1u]) * s);
 #else
 #if W_TEXELS
   let q = textureLoad(w, vec2<u32>(k / 8u, n));
@@ -113,12 +149,49 @@ fn w8(n: u32, k: u32) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(vec4<f32>(widen2(q.x), widen2(q.y)), vec4<f32>(widen2(q.z), widen2(q.w)));
 #endif
 }
+
+// Weights k .. k + 31 of row n (k % 32 == 0) before their group scale, which scale32 gives (1 for
+// float weights): a quantized group is loaded once and scaled once per dot product.
+fn w32(n: u32, k: u32) -> array<vec4<f32>, 8> {
+#if Q4
+  let u = unitOf(n, k / 32u);
+  let a = codes8(u.x);
+  let b = codes8(u.y);
+  let c = codes8(u.z);
+  let d = codes8(u.w);
+  return array<vec4<f32>, 8>(a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1]);
+#elif Q8
+  let u0 = unitOf(n, k / 16u);
+  let u1 = unitOf(n, k / 16u + 1u);
+  return array<vec4<f32>, 8>(codes4(u0.x), codes4(u0.y), codes4(u0.z), codes4(u0.w), codes4(u1.x), codes4(u1.y), codes4(u1.z), codes4(u1.w));
 #else
-// Weight e of the part.
-fn w1(e: u32) -> f32 {
+  let p0 = w8(n, k);
+  let p1 = w8(n, k + 8u);
+  let p2 = w8(n, k + 16u);
+  let p3 = w8(n, k + 24u);
+  return array<vec4<f32>, 8>(p0[0], p0[1], p1[0], p1[1], p2[0], p2[1], p3[0], p3[1]);
+#endif
+}
+fn scale32(n: u32, k: u32) -> f32 {
+#if WQ
+  return groupScale(n, k / 32u);
+#else
+  return 1.0;
+#endif
+}
+#endif
+
+#if !VEC
+// Weight (n, k) of the part.
+fn w1(n: u32, k: u32) -> f32 {
 #if W_F32
-  return w[e];
+  return w[n * params.K + k];
+#elif Q4
+  return groupScale(n, k / 32u) * code1(wordOf(n, k / 32u, (k % 32u) / 8u), k % 8u);
+#elif Q8
+  return groupScale(n, k / 32u) * code1(wordOf(n, k / 16u, (k % 16u) / 4u), k % 4u);
 #else
+  let e = n * params.K + k;
   return widen2(w[e >> 1u])[e & 1u];
 #endif
 }
@@ -168,13 +241,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 ) {
   let K = params.K;
   let c0 = wg.x * 4u;
-  var e: array<u32, 4>;
-  for (var c = 0u; c < 4u; c++) { e[c] = min(c0 + c, params.nPart - 1u) * K; }
+  var cols: array<u32, 4>;
+  for (var c = 0u; c < 4u; c++) { cols[c] = min(c0 + c, params.nPart - 1u); }
   var xr: array<u32, ROWS>;
   for (var r = 0u; r < ROWS; r++) { xr[r] = min(r, params.M - 1u) * K; }
   var acc: array<vec4<f32>, ROWS>;
   for (var k = t; k < K; k += 64u) {
-    let q = vec4<f32>(w1(e[0] + k), w1(e[1] + k), w1(e[2] + k), w1(e[3] + k));
+    let q = vec4<f32>(w1(cols[0], k), w1(cols[1], k), w1(cols[2], k), w1(cols[3], k));
     for (var r = 0u; r < ROWS; r++) { acc[r] += x[xr[r] + k] * q; }
   }
 #if SUBGROUPS
@@ -225,10 +298,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // X8 each lane of a subgroup (at least 8 lanes) loads 4 of them, else lanes 0..3 load 8 each;
   // subgroupBroadcast from constant lanes spreads them.
   for (; k + 32u <= K; k += 32u) {
-    let p0 = w8(n, k);
-    let p1 = w8(n, k + 8u);
-    let p2 = w8(n, k + 16u);
-    let p3 = w8(n, k + 24u);
+    let p = w32(n, k);
+    let s = scale32(n, k);
     for (var r = 0u; r < ROWS; r++) {
       let o = (xr[r] + k) / 4u;
 #if X8
@@ -241,8 +312,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let xs = array<vec4<f32>, 8>(subgroupBroadcast(a, 0u), subgroupBroadcast(b, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(b, 1u),
                                    subgroupBroadcast(a, 2u), subgroupBroadcast(b, 2u), subgroupBroadcast(a, 3u), subgroupBroadcast(b, 3u));
 #endif
-      acc[r] += dot(xs[0], p0[0]) + dot(xs[1], p0[1]) + dot(xs[2], p1[0]) + dot(xs[3], p1[1])
-              + dot(xs[4], p2[0]) + dot(xs[5], p2[1]) + dot(xs[6], p3[0]) + dot(xs[7], p3[1]);
+      acc[r] += s * (dot(xs[0], p[0]) + dot(xs[1], p[1]) + dot(xs[2], p[2]) + dot(xs[3], p[3])
+                   + dot(xs[4], p[4]) + dot(xs[5], p[5]) + dot(xs[6], p[6]) + dot(xs[7], p[7]));
     }
   }
 #endif
@@ -254,7 +325,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 #else
   for (; k < K; k++) {
-    let p = w1(n * K + k);
+    let p = w1(n, k);
     for (var r = 0u; r < ROWS; r++) { acc[r] += x[xr[r] + k] * p; }
   }
 #endif
@@ -285,7 +356,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       if (m0 + r < M && k < K) { xv = x[(m0 + r) * K + k]; }
       xs[s % 16u][r] = xv;
       var wv = 0.0;
-      if (c0 + r < params.nPart && k < K) { wv = w1((c0 + r) * K + k); }
+      if (c0 + r < params.nPart && k < K) { wv = w1(c0 + r, k); }
       ws[s % 16u][r] = wv;
     }
     workgroupBarrier();
@@ -396,7 +467,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 #else
   for (var k = 0u; k < K; k++) {
-    let q = vec4<f32>(w1(n0 * K + k), w1(n1 * K + k), w1(n2 * K + k), w1(n3 * K + k));
+    let q = vec4<f32>(w1(n0, k), w1(n1, k), w1(n2, k), w1(n3, k));
 #if SUBGROUPS
     rowsOne(&acc, 0u, x[xr0 + k], q);
     rowsOne(&acc, h, x[xr1 + k], q);

@@ -3,7 +3,9 @@
 //
 // Variants:
 //   ARGMAX    : out[row] = index of the largest x[row, :], u32; ties go to the lowest index and a
-//               NaN counts as larger than any number (torch.argmax)
+//               NaN counts as larger than any number (torch.argmax). Bit 31 is set when that
+//               largest value is not finite (the row holds a NaN or +Inf): the non-finite flag,
+//               read back with the token at no extra cost (indices stay below 2^31)
 //   SOFTMAX   : out[row, :] = exp(x - max) / sum(exp(x - max)), f32
 //   SUBGROUPS : (SOFTMAX) subgroupMax / subgroupAdd, then one invocation combines the subgroups, which
 //               are taken to be contiguous runs of local_invocation_index; size read from the builtin.
@@ -28,9 +30,13 @@ struct Params { rows: u32, v: u32 }
 var<workgroup> best_v: array<f32, WG>;
 var<workgroup> best_i: array<u32, WG>;
 
+// on the bits: WGSL lets compilers assume floats are never NaN or infinite
 fn is_nan(v: f32) -> bool {
-  // on the bits: WGSL lets compilers assume floats are never NaN
   return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_finite(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
 }
 
 // whether (v, i) beats (bv, bi): larger, or equal and earlier; NaN beats numbers
@@ -63,7 +69,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { out[row] = best_i[0]; }
+  if (lid == 0u) { out[row] = best_i[0] | select(0x80000000u, 0u, is_finite(best_v[0])); }
 }
 #endif
 

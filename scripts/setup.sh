@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time setup for a fresh Debian 12 machine (also run by CI): npm packages, a WebGPU adapter
 # (Mesa's software Vulkan from bookworm-backports when no GPU driver is present), and the Python
-# references the tests compare against (Debian's python3-torch, sentencepiece, PIL) plus ffmpeg.
+# references the tests compare against (Debian's python3-torch, sentencepiece, PIL) plus ffmpeg, and
+# redis-server for the distributed-evaluation test.
 # Idempotent: does nothing that is already done. Without root it prints the commands instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ lavapipe_ok() {
   v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
   [ -n "$v" ] && dpkg --compare-versions "$v" ge 24
 }
-for p in python3-torch python3-sentencepiece python3-pil python3-numpy ffmpeg; do have_pkg "$p" || need_apt+=("$p"); done
+for p in python3-torch python3-sentencepiece python3-pil python3-numpy ffmpeg redis-server; do have_pkg "$p" || need_apt+=("$p"); done
 
 if command -v apt-get >/dev/null 2>&1 && { ! lavapipe_ok || [ ${#need_apt[@]} -gt 0 ]; }; then
   backports='/etc/apt/sources.list.d/bookworm-backports.sources'

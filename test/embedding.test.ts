@@ -1,24 +1,30 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { bf16BitsToF32, toBf16Bits, type Gpu } from '../src/gpu/index.js';
 import { embedding } from '../src/ops/embedding.js';
+import { dequantizeRows, quantizeRows, type QuantDType } from '../src/weights/quantize.js';
+import { uploadQuantized } from '../src/weights/quantize-upload.js';
 import { freshSeed, randn, rng, testGpu } from './util.js';
 
 const gpu = await testGpu();
 // a small binding limit splits the tables into several parts, as the real 758 MB table is
 const small = await testGpu({ maxStorageBufferBindingSize: 16384 });
+const buffers = await testGpu({ maxStorageBufferBindingSize: 32768, texelWeights: false });
 afterAll(() => {
   gpu.destroy();
   small.destroy();
+  buffers.destroy();
 });
 
-async function check(g: Gpu, dtype: 'bf16' | 'f32', vocab: number, d: number, ids: number[], minParts: number): Promise<void> {
+async function check(g: Gpu, dtype: 'bf16' | 'f32' | QuantDType, vocab: number, d: number, ids: number[], minParts: number): Promise<void> {
   const seed = freshSeed();
   const values = randn(vocab * d, rng(seed));
   const bits = toBf16Bits(values);
-  const table = await g.upload([vocab, d], dtype, dtype === 'bf16' ? bits : values, 'table', false);
+  const quant = dtype === 'q8' || dtype === 'q4';
+  const table = quant ? await uploadQuantized(g, dtype, [vocab, d], bits, 'table') : await g.upload([vocab, d], dtype, dtype === 'bf16' ? bits : values, 'table', false);
   expect(table.parts.length).toBeGreaterThanOrEqual(minParts);
-  expect(table.texels).toBe(g.texelWeights && dtype === 'bf16' && d % 8 === 0);
-  const exact = dtype === 'bf16' ? bf16BitsToF32(bits) : values;
+  expect(table.texels).toBe(g.texelWeights && (quant || (dtype === 'bf16' && d % 8 === 0)));
+  // quantized: scale (f16) * code (small integer) is exact in f32
+  const exact = quant ? Float32Array.from(dequantizeRows(dtype, quantizeRows(dtype, bits, d), d)) : dtype === 'bf16' ? bf16BitsToF32(bits) : values;
   const tids = await g.upload([ids.length], 'i32', Int32Array.from(ids));
   const got = await g.step((rec) => rec.read(embedding(rec, tids, table)));
   const want = new Float32Array(ids.length * d);
@@ -41,6 +47,12 @@ describe('embedding', () => {
     expect(small.texelWeights, 'the software kernels keep such tables as texels').toBe(true);
     await check(small, 'bf16', 301, 40, ids(301, 31), 2);
   });
+  for (const dtype of ['q4', 'q8'] as const) {
+    it(`gathers from a ${dtype} table (scale * code), split into parts, as texels and from buffers`, async () => {
+      await check(small, dtype, 301, 96, ids(301, 31), 2);
+      await check(buffers, dtype, 301, 288, ids(301, 11), 2);
+    });
+  }
 
   it('rejects bad ids and shapes', async () => {
     const table = await gpu.allocWeight([10, 4], 'bf16');

@@ -11,6 +11,9 @@ import { answerText, chat, InputError, type ChatRequest, type ChatResult } from 
 import { loadModel, type LoadedModel } from '../src/index.js';
 import type { InternVL } from '../src/models/internvl.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
+import { planVisuals } from '../src/models/plan.js';
+import { decodeTokens } from '../src/generate/decode.js';
+import { Sampler } from '../src/generate/sampler.js';
 import { freshSeed, SHARED, testGpu } from './util.js';
 
 const IMAGE = join(SHARED, 'assets/example_image1.jpg');
@@ -59,8 +62,10 @@ describe(`chat on a tiny checkpoint (checkpoint seed ${seed})`, () => {
     const cfg = m.model.config;
     const img = await loadImage(await readFile(IMAGE), { imageSize: cfg.imageSize, maxTiles: 2, minTiles: cfg.minDynamicPatch, useThumbnail: cfg.useThumbnail });
     try {
-      const { logits } = await m.model.prefill(ids, img.data, [{ kind: 'image', tiles: img.shape[0] }], cache);
-      expect(result.ids).toEqual(await m.model.greedy(logits, cache, 12, m.stopIds));
+      const logits = await m.model.prefill(ids, planVisuals(m.model, [{ kind: 'image', tiles: img.shape[0], pixels: img.data }]), cache);
+      const greedy: number[] = [];
+      for await (const id of decodeTokens(m.model, cache, logits, { maxNewTokens: 12, room: 12, stopIds: new Set(m.stopIds), sampler: new Sampler() })) greedy.push(id);
+      expect(result.ids).toEqual(greedy);
     } finally {
       cache.release();
     }
@@ -114,7 +119,8 @@ describe('bad requests fail before any GPU work', () => {
     const fail = (): never => {
       throw new Error('GPU work was started');
     };
-    return { config: m.model.config, rowsFor: m.model.rowsFor.bind(m.model), get gpu() { return fail(); }, get llm() { return fail(); }, prefill: fail } as unknown as InternVL;
+    const { config, switches, vision, imageContextId } = m.model;
+    return { config, switches, vision, imageContextId, get gpu() { return fail(); }, get llm() { return fail(); }, prefill: fail } as unknown as InternVL;
   };
 
   it('a prompt longer than the context: InputError naming both numbers', async () => {

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { bf16BitsToF32, f16BitsToF32, getDevice, toBf16Bits, toF16Bits, type DType, type Gpu, type Tensor } from '../src/gpu/index.js';
 import { matmul, type MatmulOptions } from '../src/ops/matmul.js';
-import { freshSeed, randn, relL2, rng, testGpu } from './util.js';
+import { erf, freshSeed, randn, relL2, rng, testGpu } from './util.js';
 
 const seed = freshSeed();
 const rand = rng(seed);
@@ -51,23 +51,6 @@ function makeWeights(dtype: DType, n: number): { stored: Float32Array | Uint16Ar
   }
   return { stored: v, values: v };
 }
-
-const erf = (x: number): number => {
-  // float64 erf by its Taylor series (|x| < 3) and continued fraction beyond: exact to ~1e-15 here
-  const a = Math.abs(x);
-  if (a < 3) {
-    let term = a;
-    let sum = a;
-    for (let n = 1; n < 100; n++) {
-      term *= (-a * a) / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * sum * (2 / Math.sqrt(Math.PI));
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; n--) f = n / 2 / (a + f);
-  return Math.sign(x) * (1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f));
-};
 
 async function check(gpu: Gpu, c: Case, splitGpu = false): Promise<number> {
   const { M, K, N, dtype } = c;

@@ -14,7 +14,8 @@ import { InternVL } from '../src/models/internvl.js';
 import { ModelCache } from '../src/parity/cli.js';
 import { alignFrames, compareDumps, formatComparison } from '../src/parity/compare.js';
 import { encodeDump, readDump, type Dump } from '../src/parity/dump.js';
-import { inputsFromDump, llmFrameOrder, runCase } from '../src/parity/engine.js';
+import { inputsFromDump, runCase } from '../src/parity/engine.js';
+import { planVisuals, type Media } from '../src/models/plan.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
 import { testGpu } from './util.js';
 
@@ -103,12 +104,18 @@ describe('dump files and the comparison', () => {
     expect(() => alignFrames([0, 0, 1], [0, 1, 1])).toThrow(/vision.frames differ/);
   });
 
-  it('lists frames in LLM row order under both image_frame_order switches', () => {
-    const model = (order: string) => ({ switches: { image_frame_order: order }, vision: { temporal: true }, config: { imageRepeatTime: 3 } }) as unknown as InternVL;
-    const items = [{ kind: 'image', tiles: 2 }, { kind: 'video', tiles: 2 }, { kind: 'image', tiles: 1 }] as const;
-    expect(llmFrameOrder(model('tile_major'), [...items])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  it('the visual plan lists frames in LLM row order under both image_frame_order switches', () => {
+    const model = (order: string) => ({ switches: { image_frame_order: order }, vision: { temporal: true }, config: { imageRepeatTime: 3, videoRepeatTime: 1, imageSize: 1, numImageToken: 4 } }) as unknown as InternVL;
+    const media = (kind: Media['kind'], tiles: number): Media => ({ kind, tiles, pixels: new Float32Array(3 * tiles) });
+    const items = [media('image', 2), media('video', 2), media('image', 1)];
+    const tileMajor = planVisuals(model('tile_major'), items);
+    expect(tileMajor.llmFrames).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     // image 1: frame r of tile 0, then of tile 1; the video and the one-tile image keep their order
-    expect(llmFrameOrder(model('frame_major'), [...items])).toEqual([0, 3, 1, 4, 2, 5, 6, 7, 8, 9, 10]);
+    expect(planVisuals(model('frame_major'), items).llmFrames).toEqual([0, 3, 1, 4, 2, 5, 6, 7, 8, 9, 10]);
+    // sequences: each image tile repeated 3 times, the video's 2 frames as one; placeholders: one per image, one per video frame
+    expect(tileMajor.sequences.map((s) => s.tiles)).toEqual([[0, 0, 0], [1, 1, 1], [2, 3], [4, 4, 4]]);
+    expect(tileMajor.placeholderRows).toEqual([2 * 3 * 4, 4, 4, 3 * 4]);
+    expect(tileMajor.rows).toBe(11 * 4);
   });
 });
 

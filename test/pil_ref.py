@@ -4,10 +4,13 @@ Reads one JSON request on stdin, prints one JSON answer on stdout; pixel data go
 The dynamic_preprocess / get_index code below follows OpenGVLab's InternVL preprocessing as
 described in shared/docs/pvc-architecture.md section 9, written with PIL and numpy.
 """
+import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -86,6 +89,196 @@ def gen_images(out_dir, seed):
     return files
 
 
+def decode_all(out_dir, names):
+    """PIL's Image.open(f).convert('RGB') of each file: [{name, width, height}] with the pixels in
+    name + '.rgb', or [{name, error}] when PIL refuses the file."""
+    res = []
+    for name in names:
+        path = os.path.join(out_dir, name)
+        try:
+            img = Image.open(path).convert('RGB')
+            np.asarray(img).tofile(path + '.rgb')
+            res.append({'name': name, 'width': img.size[0], 'height': img.size[1]})
+        except Exception as e:  # PIL refuses: the engine must refuse too
+            res.append({'name': name, 'error': f'{type(e).__name__}: {e}'})
+    return res
+
+
+def png_chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff)
+
+
+def gen_png_matrix(out_dir, seed):
+    """Every PNG colour type x bit depth x tRNS (x interlace), written by hand (PIL cannot write
+    most of them), with random samples; the tRNS colour occurs in the image."""
+    rs = np.random.RandomState(seed)
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    names = []
+    for ct, depths in [(0, [1, 2, 4, 8, 16]), (2, [8, 16]), (3, [1, 2, 4, 8]), (4, [8, 16]), (6, [8, 16])]:
+        for bd in depths:
+            for trns in ([0, 1] if ct in (0, 2, 3) else [0]):
+                for interlace in (0, 1):
+                    w, h = int(rs.randint(1, 40)), int(rs.randint(2, 30))
+                    ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ct]
+                    entries = min(1 << bd, 1 + int(rs.randint(1, 256)))
+                    top = entries - 1 if ct == 3 else (1 << bd) - 1
+                    px = rs.randint(0, top + 1, (h, w, ch)).astype(np.uint32)
+                    px[1, : (w + 1) // 2] = px[0, 0]
+
+                    def row_bytes(r):
+                        if bd < 8:
+                            bits = ''.join(format(int(v), f'0{bd}b') for v in r.reshape(-1))
+                            bits += '0' * (-len(bits) % 8)
+                            return bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8))
+                        return r.astype(np.uint8 if bd == 8 else '>u2').tobytes()
+
+                    subs = [px[y0::dy, x0::dx] for x0, y0, dx, dy in passes] if interlace else [px]
+                    raw = b''.join(b'\0' + row_bytes(r) for sub in subs if sub.shape[1] for r in sub)
+                    data = b'\x89PNG\r\n\x1a\n' + png_chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, bd, ct, 0, 0, interlace))
+                    if ct == 3:
+                        data += png_chunk(b'PLTE', rs.randint(0, 256, (entries, 3)).astype(np.uint8).tobytes())
+                        if trns:
+                            data += png_chunk(b'tRNS', rs.randint(0, 256, int(rs.randint(1, entries + 1))).astype(np.uint8).tobytes())
+                    elif trns:
+                        data += png_chunk(b'tRNS', struct.pack(f'>{ch}H', *[int(v) for v in px[0, 0]]))
+                    data += png_chunk(b'IDAT', zlib.compress(raw)) + png_chunk(b'IEND', b'')
+                    name = f'ct{ct}_depth{bd}_trns{trns}_interlace{interlace}.png'
+                    with open(os.path.join(out_dir, name), 'wb') as f:
+                        f.write(data)
+                    names.append(name)
+    return decode_all(out_dir, names)
+
+
+def bmp_file(width, height, bits, pixels, header=40, compression=0, palette=b'', colors=0, masks=b'',
+             offset=None, gap=b'', top_down=False):
+    """A BMP written field by field: file header, info header of `header` bytes (12 = OS/2 v1,
+    40 = Windows v3, 64 = OS/2 v2, 108 = v4, 124 = v5), masks, palette, `gap`, pixel data."""
+    if header == 12:
+        info = struct.pack('<IHHHH', 12, width, height, 1, bits)
+    else:
+        info = struct.pack('<IiiHHIIiiII', header, width, -height if top_down else height, 1, bits, compression,
+                           len(pixels), 2835, 2835, colors, 0)
+        if header > 40:
+            extra = bytearray(header - 40)
+            extra[:len(masks)] = masks
+            info += bytes(extra)
+            masks = b''
+    body = info + masks + palette + gap
+    start = 14 + len(body) if offset is None else offset
+    return b'BM' + struct.pack('<IHHI', 14 + len(body) + len(pixels), 0, 0, start) + body + pixels
+
+
+def bmp_rows(rs, width, height, bits):
+    stride = ((width * bits + 31) >> 3) & ~3
+    return bytes(rs.randint(0, 256, stride * height).astype(np.uint8))
+
+
+def rle_stream(rs, width, height, rle4, style):
+    """Random RLE8/RLE4 data: encoded and absolute runs, end-of-line, deltas; `style` adds runs
+    past the row end ('overflow') or drops the end-of-bitmap so the data runs out ('short')."""
+    out = bytearray()
+    top = 16 if rle4 else 256
+    for _ in range(height):
+        x = 0
+        while x < width:
+            n = int(rs.randint(1, max(2, min(width - x, 12) + (6 if style == 'overflow' else 0))))
+            kind = rs.randint(0, 4)
+            if kind == 0 and n >= 3:
+                body = rs.randint(0, 256 if rle4 else top, (n + 1) // 2 if rle4 else n).astype(np.uint8).tobytes()
+                out += bytes([0, n]) + body + (b'\0' if len(body) % 2 else b'')
+            elif kind == 1 and style == 'delta':
+                out += bytes([0, 2, int(rs.randint(0, 3)), int(rs.randint(0, 2))])
+            else:
+                out += bytes([n, int(rs.randint(0, 256 if rle4 else top))])
+            x += n
+        out += b'\0\0'
+    if style != 'short':
+        out += b'\0\1'
+    else:
+        del out[len(out) // 2:]
+    return bytes(out)
+
+
+def gen_bmp_variants(out_dir, seed):
+    rs = np.random.RandomState(seed)
+    files = {}
+
+    def pal(n, entry=4, gray=False):
+        if gray:
+            return b''.join(bytes([i, i, i] + [0] * (entry - 3)) for i in range(n))
+        return rs.randint(0, 256, n * entry).astype(np.uint8).tobytes()
+
+    def img(w, h):
+        y, x = np.mgrid[0:h, 0:w]
+        return np.clip(np.stack([x * 7 + y, y * 5 + 30, (x ^ y) * 3], -1) + rs.randint(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+
+    # PIL's own writer: 1, L, P and RGB
+    for mode in ['1', 'L', 'P', 'RGB']:
+        im = Image.fromarray(img(29, 13))
+        im = im.convert(mode) if mode != 'P' else im.quantize(37)
+        buf = io.BytesIO()
+        im.save(buf, 'BMP')
+        files[f'pil_{mode}.bmp'] = buf.getvalue()
+    w, h = 23, 11
+    for bits in (1, 4, 8):
+        n = 1 << bits
+        files[f'v3_{bits}bit.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits), palette=pal(n), colors=n)
+        files[f'v3_{bits}bit_topdown.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits), palette=pal(n), colors=n, top_down=True)
+        files[f'os2v1_{bits}bit.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits), header=12, palette=pal(n, 3))
+        files[f'os2v2_{bits}bit.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits), header=64, palette=pal(n), colors=n)
+        files[f'v5_{bits}bit_short_palette.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits), header=124, palette=pal(max(1, n // 3)), colors=max(1, n // 3))
+    files['v3_8bit_gray_palette.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8), palette=pal(256, gray=True), colors=256)
+    files['v3_8bit_gray_palette_100.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8), palette=pal(100, gray=True), colors=100)
+    files['v3_4bit_gray_palette.bmp'] = bmp_file(w, h, 4, bmp_rows(rs, w, h, 4), palette=pal(16, gray=True), colors=16)
+    files['v3_8bit_bw_palette.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8), palette=bytes([0, 0, 0, 0, 255, 255, 255, 0]), colors=2)
+    files['v3_1bit_bw_palette.bmp'] = bmp_file(w, h, 1, bmp_rows(rs, w, h, 1), palette=bytes([0, 0, 0, 0, 255, 255, 255, 0]), colors=2)
+    files['os2v1_24bit.bmp'] = bmp_file(w, h, 24, bmp_rows(rs, w, h, 24), header=12)
+    files['os2v2_24bit.bmp'] = bmp_file(w, h, 24, bmp_rows(rs, w, h, 24), header=64)
+    for bits in (16, 24, 32):
+        files[f'v3_{bits}bit.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits))
+        files[f'v3_{bits}bit_topdown.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits), top_down=True)
+        # a palette stored with true-colour pixels (allowed; PIL skips it through the offset)
+        files[f'v3_{bits}bit_with_palette.bmp'] = bmp_file(w, h, bits, bmp_rows(rs, w, h, bits), palette=pal(16), colors=16)
+    masks16 = {'565': (0xF800, 0x7E0, 0x1F), '555': (0x7C00, 0x3E0, 0x1F), '444': (0xF00, 0xF0, 0xF)}
+    for name, m in masks16.items():
+        files[f'v3_16bit_bitfields_{name}.bmp'] = bmp_file(w, h, 16, bmp_rows(rs, w, h, 16), compression=3, masks=struct.pack('<III', *m))
+        files[f'v4_16bit_bitfields_{name}.bmp'] = bmp_file(w, h, 16, bmp_rows(rs, w, h, 16), header=108, compression=3, masks=struct.pack('<IIII', *m, 0))
+        files[f'v3_16bit_bitfields_{name}_with_palette.bmp'] = bmp_file(w, h, 16, bmp_rows(rs, w, h, 16), compression=3, masks=struct.pack('<III', *m), palette=pal(8), colors=8)
+    masks32 = [(0xFF0000, 0xFF00, 0xFF, 0), (0xFF000000, 0xFF0000, 0xFF00, 0), (0xFF000000, 0xFF0000, 0xFF00, 0xFF),
+               (0xFF, 0xFF00, 0xFF0000, 0xFF000000), (0xFF0000, 0xFF00, 0xFF, 0xFF000000), (0, 0, 0, 0), (0xFF, 0xFF00, 0xFF0000, 0)]
+    for k, m in enumerate(masks32):
+        files[f'v5_32bit_bitfields_{k}.bmp'] = bmp_file(w, h, 32, bmp_rows(rs, w, h, 32), header=124, compression=3, masks=struct.pack('<IIII', *m))
+        files[f'v3_32bit_bitfields_{k}.bmp'] = bmp_file(w, h, 32, bmp_rows(rs, w, h, 32), compression=3, masks=struct.pack('<III', *m[:3]))
+    files['v4_32bit_alpha_bitfields_compression6.bmp'] = bmp_file(w, h, 32, bmp_rows(rs, w, h, 32), header=108, compression=6, masks=struct.pack('<IIII', *masks32[4]))
+    files['v3_24bit_bitfields.bmp'] = bmp_file(w, h, 24, bmp_rows(rs, w, h, 24), compression=3, masks=struct.pack('<III', 0xFF0000, 0xFF00, 0xFF))
+    # pixel data offsets: a gap after the palette, 0 (PIL reads on after the palette), and one that
+    # points just past the header (PIL skips the palette on its own)
+    files['v3_8bit_offset_gap.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8), palette=pal(256), colors=256, gap=bytes(37))
+    files['v3_24bit_offset_gap.bmp'] = bmp_file(w, h, 24, bmp_rows(rs, w, h, 24), gap=bytes(3))
+    files['v3_8bit_offset_zero.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8), palette=pal(256), colors=256, offset=0)
+    files['v3_8bit_offset_at_header.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8), palette=pal(256), colors=256, offset=54)
+    files['v3_8bit_indices_past_palette.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8), palette=pal(5), colors=5)
+    for rle4, bits in ((False, 8), (True, 4)):
+        tag = 'rle4' if rle4 else 'rle8'
+        for style in ('plain', 'overflow', 'delta', 'short'):
+            for top_down in (False, True):
+                for k in range(3):
+                    ww, hh = int(rs.randint(1, 30)), int(rs.randint(1, 12))
+                    files[f'{tag}_{style}{"_topdown" if top_down else ""}_{k}.bmp'] = bmp_file(
+                        ww, hh, bits, rle_stream(rs, ww, hh, rle4, style), compression=2 if rle4 else 1,
+                        palette=pal(1 << bits), colors=1 << bits, top_down=top_down)
+        files[f'{tag}_gray_palette.bmp'] = bmp_file(w, h, bits, rle_stream(rs, w, h, rle4, 'plain'), compression=2 if rle4 else 1, palette=pal(1 << bits, gray=True), colors=1 << bits)
+    files['rle8_odd_offset.bmp'] = bmp_file(w, h, 8, rle_stream(rs, w, h, False, 'plain'), compression=1, palette=pal(256), colors=256, gap=b'\0')
+    files['v3_2bit.bmp'] = bmp_file(w, h, 2, bmp_rows(rs, w, h, 2), palette=pal(4), colors=4)
+    files['v3_8bit_truncated.bmp'] = bmp_file(w, h, 8, bmp_rows(rs, w, h, 8)[:-40], palette=pal(256), colors=256)
+    files['v3_negative_width.bmp'] = bmp_file(-w, h, 24, bmp_rows(rs, w, h, 24))
+    files['header52.bmp'] = bmp_file(w, h, 24, bmp_rows(rs, w, h, 24), header=52)
+    for name, data in files.items():
+        with open(os.path.join(out_dir, name), 'wb') as f:
+            f.write(data)
+    return decode_all(out_dir, list(files))
+
+
 def tiles(req):
     out = []
     for job in req['jobs']:
@@ -161,12 +354,17 @@ def main():
     op = req['op']
     if op == 'gen':
         ans = gen_images(req['dir'], req['seed'])
+    elif op == 'png-matrix':
+        ans = gen_png_matrix(req['dir'], req['seed'])
+    elif op == 'bmp-variants':
+        ans = gen_bmp_variants(req['dir'], req['seed'])
     elif op == 'tiles':
         ans = tiles(req)
     elif op == 'resize':
         ans = resize(req)
     elif op == 'ratios':
-        ans = {str(n): target_ratios(req['minNum'], n) for n in range(req['minNum'], req['maxNum'] + 1)}
+        ns = req.get('only') or range(req['minNum'], req['maxNum'] + 1)
+        ans = {str(n): target_ratios(req['minNum'], n) for n in ns}
     elif op == 'normalize':
         ans = normalize(req)
     elif op == 'indices':

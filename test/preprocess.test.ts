@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeImage, MAX_PIXELS } from '../src/preprocess/decode.js';
-import { closestGrid, dynamicPreprocess, loadImage, normalizeTiles, targetRatios } from '../src/preprocess/image.js';
+import { closestGrid, dynamicPreprocess, loadImage, MAX_TILES, normalizeTiles, targetRatios } from '../src/preprocess/image.js';
 import { resizeBicubic, type RgbImage } from '../src/preprocess/resize.js';
 import { freshSeed, rng, SHARED } from './util.js';
 
@@ -43,6 +43,22 @@ describe('candidate grids', () => {
       const want = py<Record<string, [number, number][]>>({ op: 'ratios', minNum, maxNum: 40 });
       for (let n = minNum; n <= 40; n++) expect(targetRatios(minNum, n), `min ${minNum} max ${n}`).toEqual(want[n]);
     }
+  });
+
+  it('stay cheap up to MAX_TILES and match CPython there; more tiles are refused at once (issue 10 item 4)', () => {
+    for (const [minNum, maxNum] of [[1, 256], [7, 150]]) {
+      const want = py<Record<string, [number, number][]>>({ op: 'ratios', minNum, only: [maxNum] });
+      const t0 = performance.now();
+      const got = targetRatios(minNum, maxNum);
+      expect(performance.now() - t0, `${minNum}..${maxNum}`).toBeLessThan(1000);
+      expect(got, `min ${minNum} max ${maxNum}`).toEqual(want[maxNum]);
+    }
+    const img: RgbImage = { width: 30, height: 20, data: new Uint8Array(1800) };
+    const t0 = performance.now();
+    expect(() => dynamicPreprocess(img, { maxTiles: 100_000 })).toThrow(/max tiles 100000 is above the limit of 256 tiles per image/);
+    expect(MAX_TILES).toBe(256);
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(() => dynamicPreprocess(img, { maxTiles: 200, imageSize: 2048 })).toThrow(/201 tiles of 2048x2048 need 9648 MiB of pixel values; the limit is 1024 MiB/);
   });
 
   it('match the orders written in pvc-architecture.md 9.1', () => {
@@ -179,7 +195,7 @@ describe('decode errors', () => {
     await expect(decodeImage(new TextEncoder().encode('hello world, not an image'))).rejects.toThrow(/unrecognised image format/);
     const jpeg = readFileSync(join(ASSETS, 'example_image1.jpg'));
     await expect(decodeImage(jpeg.subarray(0, jpeg.length >> 1))).rejects.toThrow(/cannot decode jpeg image/);
-    await expect(decodeImage(jpeg.subarray(0, 40))).rejects.toThrow(/cannot decode jpeg image/);
+    await expect(decodeImage(jpeg.subarray(0, 40))).rejects.toThrow(/jpeg file is truncated in its header/);
     await expect(decodeImage(pngHeader(20000, 20000))).rejects.toThrow(/20000x20000 = 400.0 megapixels; the limit is 100/);
     // A real JPEG whose SOF marker is patched to claim 60000x60000.
     const big = Buffer.from(jpeg);
@@ -188,7 +204,7 @@ describe('decode errors', () => {
     big.writeUInt16BE(60000, sof + 7);
     await expect(decodeImage(big)).rejects.toThrow(/jpeg image is 60000x60000 = 3600.0 megapixels/);
     const gif = Buffer.from('GIF89a\xff\xff\xff\xff\x00\x00\x00', 'latin1');
-    await expect(decodeImage(gif)).rejects.toThrow(/gif image is 65535x65535/);
+    await expect(decodeImage(gif)).rejects.toThrow(/gif screen is 65535x65535/);
     const bmp = Buffer.alloc(54);
     bmp.write('BM', 0, 'latin1');
     bmp.writeUInt32LE(40, 14);

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { argmax, softmax } from '../src/ops/reduce.js';
+import { argmax, NON_FINITE_BIT, softmax } from '../src/ops/reduce.js';
 import { freshSeed, randn, relL2, rng, testGpu } from './util.js';
 
 const gpu = await testGpu();
@@ -51,11 +51,12 @@ describe('argmax', () => {
     expect(got[3]).toBe(0);
   });
 
-  it('handles rows shorter than the workgroup and NaN like torch', async () => {
-    const x = Float32Array.from([1, 5, 5, 2, NaN, 7, 3, 0, 0]);
-    const t = await gpu.upload([3, 3], 'f32', x);
+  it('handles rows shorter than the workgroup and NaN like torch; flags rows whose largest value is not finite', async () => {
+    const x = Float32Array.from([1, 5, 5, 2, NaN, 7, 3, 0, 0, -Infinity, Infinity, 1, -Infinity, -4, 2]);
+    const t = await gpu.upload([5, 3], 'f32', x);
     const got = await gpu.step((rec) => rec.read(argmax(rec, t)));
-    expect(Array.from(got)).toEqual([1, 1, 0]);
+    // torch.argmax: [1, 1, 0, 1, 2]; NaN (row 1) and +Inf (row 3) set the flag, a -Inf that does not win (row 4) does not
+    expect(Array.from(got)).toEqual([1, 1 | NON_FINITE_BIT, 0, 1 | NON_FINITE_BIT, 2].map((v) => v >>> 0));
   });
 });
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32, type Gpu, type Tensor } from '../src/gpu/index.js';
 import { Checkpoint, DTYPE_BYTES, SafetensorsError, parseHeader, readTensor, readTensorBytes, readTensorF32, type SafetensorsDType, type SafetensorsHeader } from '../src/weights/safetensors.js';
+import { MemorySource, type ByteSource, type SourceDirectory } from '../src/weights/source.js';
 import { isVectorLike, uploadTensors, type UploadProgress } from '../src/weights/upload.js';
 import { freshSeed, rng, testGpu } from './util.js';
 
@@ -94,6 +95,39 @@ describe(`reading files from an independent writer (seed ${seed})`, () => {
       expect(ckpt.totalBytes).toBe(Object.values(expected).reduce((s, e) => s + e.hex.length / 2, 0));
     });
   }
+
+  /** The sharded checkpoint's files held in memory, served through the byte-source interface (as a browser's files are). */
+  function memoryDirectory(truncate: Record<string, number> = {}): SourceDirectory {
+    const dir = join(tmp, 'sharded');
+    return {
+      name: 'picked-files',
+      async open(file: string): Promise<ByteSource | null> {
+        let bytes: Uint8Array;
+        try {
+          bytes = readFileSync(join(dir, file));
+        } catch {
+          return null;
+        }
+        const source = new MemorySource(`picked/${file}`, bytes);
+        if (!(file in truncate)) return source;
+        // reports the full size but ends early, like a file cut short after it was opened
+        return { name: source.name, size: bytes.length, read: (into, at) => new MemorySource(source.name, bytes.subarray(0, truncate[file])).read(into, at) };
+      },
+    };
+  }
+
+  it('a checkpoint from another byte source (files in memory) reads the same tensors, and a source that ends early fails the same way', async () => {
+    const ckpt = await Checkpoint.openDirectory(memoryDirectory());
+    expect(ckpt.headers.length).toBe(2);
+    for (const [name, e] of Object.entries(expected)) {
+      expect(ckpt.get(name).file).toMatch(/^picked\/model-0000[12]-of-00002\.safetensors$/);
+      expect(Buffer.from(await readTensorBytes(ckpt.get(name))).toString('hex')).toBe(e.hex);
+    }
+    const shard2 = 'model-00002-of-00002.safetensors';
+    const cut = await Checkpoint.openDirectory(memoryDirectory({ [shard2]: readFileSync(join(tmp, 'sharded', shard2)).length - 3 }));
+    await expect(cut.read('bf16.tex')).rejects.toThrow(/^picked\/model-00002-of-00002\.safetensors: tensor 'bf16\.tex': unexpected end of file at byte \d+ \(the file is truncated\)$/);
+    await expect(Checkpoint.openDirectory({ name: 'empty', open: async () => null })).rejects.toThrow(/^empty: no model\.safetensors\.index\.json or model\.safetensors in this directory$/);
+  });
 });
 
 describe('GPU upload', () => {
@@ -274,7 +308,7 @@ describe(`fuzz: random and mutated headers (seed ${fseed})`, () => {
       else if (kind < 0.4) bytes = Buffer.from(Array.from({ length: Math.floor(r() * 64) }, () => Math.floor(r() * 256))); // garbage
       let h: SafetensorsHeader;
       try {
-        h = parseHeader(bytes, bytes.length, 'fuzz.safetensors');
+        h = parseHeader(bytes, new MemorySource('fuzz.safetensors', bytes));
       } catch (e) {
         rejected++;
         if (!(e instanceof SafetensorsError) || !e.message.startsWith('fuzz.safetensors: ')) throw new Error(`fuzz case ${c} (seed ${fseed}): non-descriptive error ${String(e)}`);

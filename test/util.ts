@@ -57,6 +57,23 @@ export function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return Math.sqrt(num / Math.max(den, 1e-300));
 }
 
+/** float64 erf: Taylor series for |x| < 3, continued fraction beyond (exact to ~1e-15); for GELU references. */
+export const erf = (x: number): number => {
+  const a = Math.abs(x);
+  if (a < 3) {
+    let term = a;
+    let sum = a;
+    for (let n = 1; n < 100; n++) {
+      term *= (-a * a) / n;
+      sum += term / (2 * n + 1);
+    }
+    return Math.sign(x) * sum * (2 / Math.sqrt(Math.PI));
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (a + f);
+  return Math.sign(x) * (1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / (a + f));
+};
+
 let shared: Promise<Gpu> | null = null;
 
 /** One poisoned device per test file (vitest runs files in separate workers). */

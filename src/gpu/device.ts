@@ -4,6 +4,7 @@
 import { loadKernelSources } from './kernels.js';
 import { BufferPool } from './pool.js';
 import { PipelineCache, type Defines } from './pipelines.js';
+import { track } from './scope.js';
 import { Recorder, GpuError, type TypedArray } from './recorder.js';
 import { Tensor, checkShape, numelOf, storageBytes, type DType } from './tensor.js';
 
@@ -194,7 +195,9 @@ export class Gpu {
     if (bytes > this.maxBindingBytes) {
       throw new Error(`${label}: [${shape.join(', ')}] ${dtype} needs ${bytes} bytes, over the storage binding limit of ${this.maxBindingBytes} bytes; process it in smaller pieces`);
     }
-    return new Tensor(this, [...shape], dtype, [{ buffer: this.pool.acquire(bytes, label), rowStart: 0, rows: shape[0] }], true, label);
+    const t = new Tensor(this, [...shape], dtype, [{ buffer: this.pool.acquire(bytes, label), rowStart: 0, rows: shape[0] }], true, label);
+    track(t); // released with its scope (scope.ts)
+    return t;
   }
 
   /**

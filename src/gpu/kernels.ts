@@ -15,6 +15,7 @@ export const KERNEL_NAMES = [
   'kv_cache',
   'gelu',
   'workgroup_reduce',
+  'quant',
 ] as const;
 
 export type KernelName = (typeof KERNEL_NAMES)[number];

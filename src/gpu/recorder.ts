@@ -254,5 +254,8 @@ function typedCopy(range: ArrayBuffer, dtype: DType, count: number): TypedArray 
     case 'f16':
     case 'bf16':
       return new Uint16Array(src, 0, count);
+    case 'q8':
+    case 'q4':
+      throw new Error(`${dtype} weights are read back as bytes, not values (src/weights/quantize.ts dequantizeRows)`);
   }
 }

@@ -17,9 +17,10 @@
 
 import type { Gpu } from './device.js';
 
-export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'u32';
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'u32' | 'q8' | 'q4';
 
-export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, u32: 4 };
+/** q8 / q4: group-quantized weights (src/weights/quantize.ts): codes plus an f16 scale per 32 values. */
+export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, u32: 4, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 };
 
 export interface TensorPart {
   /** the rows' storage buffer (buffer layout) */

@@ -1,6 +1,7 @@
 // InternLM2 decoder with a KV cache (pvc-architecture.md section 6).
 
 import type { Gpu } from '../gpu/device.js';
+import { scope } from '../gpu/scope.js';
 import type { Recorder } from '../gpu/recorder.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { LlmConfig } from '../weights/config.js';
@@ -24,14 +25,18 @@ interface DecoderLayer {
   w2: Tensor;
 }
 
-/** Per-layer K and V caches [maxLen, kvHeads*headDim] and how many positions they hold. */
+/** Per-layer K and V caches [capacity, kvHeads*headDim] and how many positions they hold. */
 export class KvCache {
   length = 0;
   constructor(
-    readonly k: Tensor[],
-    readonly v: Tensor[],
-    readonly maxLen: number,
+    public k: Tensor[],
+    public v: Tensor[],
   ) {}
+
+  /** positions the caches have room for */
+  get capacity(): number {
+    return this.k[0]?.shape[0] ?? 0;
+  }
 
   release(): void {
     for (const t of [...this.k, ...this.v]) t.release();
@@ -67,14 +72,30 @@ export class InternLM2 {
     this.output = w.take('language_model.output.weight', [v, d]);
   }
 
-  newCache(gpu: Gpu, maxLen: number): KvCache {
+  newCache(gpu: Gpu, capacity: number): KvCache {
+    return new KvCache(this.cacheTensors(gpu, capacity, 'k'), this.cacheTensors(gpu, capacity, 'v'));
+  }
+
+  /** Grow `cache` to hold `capacity` positions (a copy of what it holds; a no-op when it has room). */
+  async reserve(gpu: Gpu, cache: KvCache, capacity: number): Promise<void> {
+    if (capacity <= cache.capacity) return;
+    const k = this.cacheTensors(gpu, capacity, 'k');
+    const v = this.cacheTensors(gpu, capacity, 'v');
+    const bytes = cache.length * cache.k[0].rowSize * 4;
+    if (bytes > 0) {
+      await gpu.step((rec) => {
+        cache.k.forEach((t, i) => rec.copyBuffer(t.buffer, 0, k[i].buffer, 0, bytes));
+        cache.v.forEach((t, i) => rec.copyBuffer(t.buffer, 0, v[i].buffer, 0, bytes));
+      });
+    }
+    cache.release();
+    cache.k = k;
+    cache.v = v;
+  }
+
+  private cacheTensors(gpu: Gpu, capacity: number, kind: 'k' | 'v'): Tensor[] {
     const width = this.config.numKeyValueHeads * this.config.headDim;
-    const alloc = (i: number, kind: string) => gpu.empty([maxLen, width], 'f32', `${kind} cache ${i}`);
-    return new KvCache(
-      this.layers.map((_, i) => alloc(i, 'k')),
-      this.layers.map((_, i) => alloc(i, 'v')),
-      maxLen,
-    );
+    return this.layers.map((_, i) => gpu.empty([capacity, width], 'f32', `${kind} cache ${i}`));
   }
 
   embed(rec: Recorder, ids: Tensor): Tensor {
@@ -89,45 +110,40 @@ export class InternLM2 {
     const cfg = this.config;
     const n = x.shape[0];
     const position = cache.length;
-    if (position + n > cache.maxLen) throw new Error(`InternLM2: ${position + n} positions exceed the KV cache of ${cache.maxLen}`);
+    if (position + n > cache.capacity) throw new Error(`InternLM2: ${position + n} positions exceed the KV cache of ${cache.capacity}`);
     const ropeView = qkvRopeView(cfg.numAttentionHeads, cfg.numKeyValueHeads, cfg.headDim);
     const ntk = cfg.ropeScaling ? { maxPositionEmbeddings: cfg.maxPositionEmbeddings, scalingFactor: cfg.ropeScaling.factor } : {};
     let h = x;
     this.layers.forEach((layer, i) => {
-      const a = rmsNorm(rec, h, layer.attentionNorm, cfg.rmsNormEps);
-      const qkv = matmul(rec, a, layer.wqkv);
-      a.release();
-      rope(rec, qkv, ropeView, { positionOffset: position, theta: cfg.ropeTheta, seqLen: position + n, ...ntk });
-      appendKv(rec, qkv, cache.k[i], cache.v[i], { kvHeads: cfg.numKeyValueHeads, headDim: cfg.headDim, position });
-      const attn = llmAttention(rec, qkv, cache.k[i], cache.v[i], { heads: cfg.numAttentionHeads, kvHeads: cfg.numKeyValueHeads, kvLen: position + n });
-      qkv.release();
-      const afterAttn = matmul(rec, attn, layer.wo, { residual: h });
-      attn.release();
-      if (h !== x) h.release();
-      const f = rmsNorm(rec, afterAttn, layer.ffnNorm, cfg.rmsNormEps);
-      const gate = matmul(rec, f, layer.w1);
-      const up = matmul(rec, f, layer.w3);
-      f.release();
-      const act = siluMul(rec, gate, up);
-      gate.release();
-      up.release();
-      h = matmul(rec, act, layer.w2, { residual: afterAttn });
-      act.release();
+      const afterAttn = scope(() => {
+        const qkv = matmul(rec, rmsNorm(rec, h, layer.attentionNorm, cfg.rmsNormEps), layer.wqkv);
+        rope(rec, qkv, ropeView, { positionOffset: position, theta: cfg.ropeTheta, seqLen: position + n, ...ntk });
+        appendKv(rec, qkv, cache.k[i], cache.v[i], { kvHeads: cfg.numKeyValueHeads, headDim: cfg.headDim, position });
+        const attn = llmAttention(rec, qkv, cache.k[i], cache.v[i], { heads: cfg.numAttentionHeads, kvHeads: cfg.numKeyValueHeads, kvLen: position + n });
+        return matmul(rec, attn, layer.wo, { residual: h });
+      });
+      if (h !== x) h.release(); // the previous layer's output, carried into this one
+      h = scope(() => {
+        const act = scope(() => {
+          const f = rmsNorm(rec, afterAttn, layer.ffnNorm, cfg.rmsNormEps);
+          return siluMul(rec, matmul(rec, f, layer.w1), matmul(rec, f, layer.w3));
+        });
+        return matmul(rec, act, layer.w2, { residual: afterAttn });
+      });
       afterAttn.release();
       opts.tap?.(`llm.layer.${i}`, h);
     });
     cache.length = position + n;
-    let last = h;
-    if (!opts.allLogits && n > 1) {
-      last = rec.gpu.empty([1, cfg.hiddenSize], 'f32', 'last hidden');
-      const rowBytes = cfg.hiddenSize * 4;
-      rec.copyBuffer(h.buffer, (n - 1) * rowBytes, last.buffer, 0, rowBytes);
-    }
-    const normed = rmsNorm(rec, last, this.norm, cfg.rmsNormEps);
-    if (last !== h) last.release();
-    if (h !== x) h.release();
-    const logits = matmul(rec, normed, this.output);
-    normed.release();
-    return logits;
+    return scope(() => {
+      let last = h;
+      if (!opts.allLogits && n > 1) {
+        last = rec.gpu.empty([1, cfg.hiddenSize], 'f32', 'last hidden');
+        const rowBytes = cfg.hiddenSize * 4;
+        rec.copyBuffer(h.buffer, (n - 1) * rowBytes, last.buffer, 0, rowBytes);
+      }
+      const logits = matmul(rec, rmsNorm(rec, last, this.norm, cfg.rmsNormEps), this.output);
+      if (h !== x) h.release();
+      return logits;
+    });
   }
 }

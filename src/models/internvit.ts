@@ -5,6 +5,7 @@
 // token position. Activations are [F * (1 + P), C] rows: frame-major, CLS first in each frame.
 
 import type { Recorder } from '../gpu/recorder.js';
+import { scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { VisionConfig } from '../weights/config.js';
 import { attention, temporalAttention } from '../ops/attention.js';
@@ -130,83 +131,72 @@ export class InternViT {
     if (this.temporalEmbedder) {
       if (!timeEmbedding) throw new Error('InternViT: this checkpoint has temporal layers; frame timestamps are required');
       const [l1, l2] = this.temporalEmbedder;
-      const h = matmul(rec, timeEmbedding, l1.weight, { bias: l1.bias });
-      const a = silu(rec, h);
-      h.release();
-      const te = matmul(rec, a, l2.weight, { bias: l2.bias });
-      a.release();
-      tap?.('vision.temporal_embedding', te);
-      cond = silu(rec, te); // the AdaLN linears all read SiLU(c)
-      te.release();
+      cond = scope(() => {
+        const te = matmul(rec, silu(rec, matmul(rec, timeEmbedding, l1.weight, { bias: l1.bias })), l2.weight, { bias: l2.bias });
+        tap?.('vision.temporal_embedding', te);
+        return silu(rec, te); // the AdaLN linears all read SiLU(c)
+      });
     }
 
     this.layers.forEach((layer, i) => {
-      const mod = layer.adaln && cond ? matmul(rec, cond, layer.adaln.weight, { bias: layer.adaln.bias }) : null;
-      // AdaLN chunk groups: with 9 chunks (T-MHA, attention, MLP), with 6 (attention, MLP)
-      const groupOf = (branch: Branch): number | null => {
-        if (!mod) return null;
-        const g = BRANCH_GROUP[branch] - (layer.adaln!.chunks === 9 ? 0 : 1);
-        return g < 0 ? null : g;
-      };
-      const modulated = (h: Tensor, branch: Branch): Tensor => {
-        const g = groupOf(branch);
-        if (g === null) return h;
-        const ch = adalnChunks(g, this.switches.adaln_chunk_order);
-        const m = modulate(rec, h, mod!, { tokensPerFrame: tokens, shiftChunk: ch.shift, scaleChunk: ch.scale });
-        h.release();
-        return m;
-      };
-      const residual = (x0: Tensor, y: Tensor, branch: Branch, ls?: Tensor): Tensor => {
-        const g = groupOf(branch);
-        const gate = g === null ? undefined : { mod: mod!, chunk: adalnChunks(g, this.switches.adaln_chunk_order).gate, tokensPerFrame: tokens };
-        const out = gatedResidual(rec, x0, y, { scale: ls, gate });
-        x0.release();
-        y.release();
-        return out;
-      };
-      // x0 + ls * [gate *] (input · Wᵀ + b): without a gate the add is the matmul's own epilogue
-      const addBranch = (x0: Tensor, input: Tensor, lin: Linear, branch: Branch, ls: Tensor): Tensor => {
-        if (groupOf(branch) !== null) return residual(x0, matmul(rec, input, lin.weight, { bias: lin.bias }), branch, ls);
-        const next = matmul(rec, input, lin.weight, { bias: lin.bias, scale: ls, residual: x0 });
-        x0.release();
-        return next;
-      };
-
-      if (layer.temporal) {
-        const t = layer.temporal;
-        const h = modulated(layerNorm(rec, x, t.norm.weight, t.norm.bias, eps), 'tmha');
-        const qkv = matmul(rec, h, t.qkv.weight, { bias: t.qkv.bias });
-        h.release();
-        const mask = this.switches.temporal_mask === 'bidirectional' ? 'none' : 'causal';
-        const a = temporalAttention(rec, qkv.reshape([frames, tokens, 3 * c]), heads, mask).reshape([frames * tokens, c]);
-        qkv.release();
-        const y = matmul(rec, a, t.proj.weight, { bias: t.proj.bias });
-        a.release();
-        tap?.(`vision.temporal_attn.${i}`, y);
-        x = residual(x, y, 'tmha');
-      }
-
-      // spatial self-attention, each frame on its own
-      let h = modulated(layerNorm(rec, x, layer.norm1.weight, layer.norm1.bias, eps), 'attn');
-      const qkv = matmul(rec, h, layer.qkv.weight, { bias: layer.qkv.bias });
-      h.release();
-      const d = c / heads;
-      const view = (offset: number) => ({ tensor: qkv, offset, rowStride: 3 * c, batchStride: tokens * 3 * c, groupStride: d });
-      const a = attention(rec, view(0), view(c), view(2 * c), { heads, headDim: d, lq: tokens, lk: tokens, batch: frames }).reshape([frames * tokens, c]);
-      qkv.release();
-      x = addBranch(x, a, layer.proj, 'attn', layer.ls1);
-      a.release();
-
-      h = modulated(layerNorm(rec, x, layer.norm2.weight, layer.norm2.bias, eps), 'mlp');
-      const f1 = matmul(rec, h, layer.fc1.weight, { bias: layer.fc1.bias, epilogue: 'gelu' });
-      h.release();
-      x = addBranch(x, f1, layer.fc2, 'mlp', layer.ls2);
-      f1.release();
-      mod?.release();
+      const next = scope(() => this.layer(rec, layer, x, cond, { frames, tokens, tap: tap && ((name, t) => tap(`${name}.${i}`, t)) }));
+      x.release(); // the previous layer's output, carried into this one
+      x = next;
       tap?.(`vision.layer.${i}`, x);
     });
     cond?.release();
     return x;
+  }
+
+  /** One encoder layer: [T-MHA +] attention + MLP branches, each added to the residual stream. */
+  private layer(rec: Recorder, layer: VitLayer, x: Tensor, cond: Tensor | null, at: { frames: number; tokens: number; tap?: Tap }): Tensor {
+    const { frames, tokens } = at;
+    const c = this.config.hiddenSize;
+    const heads = this.config.numAttentionHeads;
+    const eps = this.config.layerNormEps;
+    const mod = layer.adaln && cond ? matmul(rec, cond, layer.adaln.weight, { bias: layer.adaln.bias }) : null;
+    // AdaLN chunk groups: with 9 chunks (T-MHA, attention, MLP), with 6 (attention, MLP)
+    const chunksOf = (branch: Branch) => {
+      const g = mod ? BRANCH_GROUP[branch] - (layer.adaln!.chunks === 9 ? 0 : 1) : -1;
+      return g < 0 ? null : adalnChunks(g, this.switches.adaln_chunk_order);
+    };
+    const normed = (h: Tensor, norm: { weight: Tensor; bias: Tensor }, branch: Branch): Tensor => {
+      const ln = layerNorm(rec, h, norm.weight, norm.bias, eps);
+      const ch = chunksOf(branch);
+      return ch ? modulate(rec, ln, mod!, { tokensPerFrame: tokens, shiftChunk: ch.shift, scaleChunk: ch.scale }) : ln;
+    };
+    // x0 + ls * [gate *] (input · Wᵀ + b): without a gate the add is the matmul's own epilogue
+    const addBranch = (x0: Tensor, input: Tensor, lin: Linear, branch: Branch, ls?: Tensor): Tensor => {
+      const ch = chunksOf(branch);
+      if (!ch) return matmul(rec, input, lin.weight, { bias: lin.bias, scale: ls, residual: x0 });
+      const y = matmul(rec, input, lin.weight, { bias: lin.bias });
+      return gatedResidual(rec, x0, y, { scale: ls, gate: { mod: mod!, chunk: ch.gate, tokensPerFrame: tokens } });
+    };
+
+    // each branch in its own scope, so only one branch's intermediates are alive at a time
+    if (layer.temporal) {
+      const t = layer.temporal;
+      x = scope(() => {
+        const qkv = matmul(rec, normed(x, t.norm, 'tmha'), t.qkv.weight, { bias: t.qkv.bias });
+        const mask = this.switches.temporal_mask === 'bidirectional' ? 'none' : 'causal';
+        const a = temporalAttention(rec, qkv.reshape([frames, tokens, 3 * c]), heads, mask).reshape([frames * tokens, c]);
+        const y = matmul(rec, a, t.proj.weight, { bias: t.proj.bias });
+        at.tap?.('vision.temporal_attn', y);
+        const ch = chunksOf('tmha');
+        return gatedResidual(rec, x, y, { gate: ch ? { mod: mod!, chunk: ch.gate, tokensPerFrame: tokens } : undefined });
+      });
+    }
+
+    // spatial self-attention, each frame on its own
+    x = scope(() => {
+      const qkv = matmul(rec, normed(x, layer.norm1, 'attn'), layer.qkv.weight, { bias: layer.qkv.bias });
+      const d = c / heads;
+      const view = (offset: number) => ({ tensor: qkv, offset, rowStride: 3 * c, batchStride: tokens * 3 * c, groupStride: d });
+      const a = attention(rec, view(0), view(c), view(2 * c), { heads, headDim: d, lq: tokens, lk: tokens, batch: frames }).reshape([frames * tokens, c]);
+      return addBranch(x, a, layer.proj, 'attn', layer.ls1);
+    });
+
+    return scope(() => addBranch(x, matmul(rec, normed(x, layer.norm2, 'mlp'), layer.fc1.weight, { bias: layer.fc1.bias, epilogue: 'gelu' }), layer.fc2, 'mlp', layer.ls2));
   }
 }
 

@@ -1,28 +1,23 @@
 // PVC-InternVL2 / InternVL2: vision tower + projector + InternLM2, composed as in
-// pvc-architecture.md sections 4 and 7. Images become static videos (each tile repeated
-// image_repeat_time times, one temporal sequence per tile); a video's frames form one sequence.
-// The vision rows replace the <IMG_CONTEXT> rows of the prompt's embeddings, in order.
+// pvc-architecture.md sections 4 and 7. The visual plan (plan.ts) says which frames form each
+// temporal sequence and where their rows go; the vision rows replace the <IMG_CONTEXT> rows of the
+// prompt's embeddings, in order. Generation (the decode loop, sampling, chat) is src/generate's.
 
 import type { Gpu } from '../gpu/device.js';
-import type { Recorder, TypedArray } from '../gpu/recorder.js';
+import type { Recorder } from '../gpu/recorder.js';
+import { scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
-import { argmax } from '../ops/reduce.js';
-import { loadConfig, type ModelConfig } from '../weights/config.js';
+import { Tokenizer } from '../text/tokenizer.js';
+import { loadConfig, type LlmConfig, type ModelConfig } from '../weights/config.js';
 import { Checkpoint, type TensorInfo } from '../weights/safetensors.js';
+import { quantizeRule, type QuantDType } from '../weights/quantize.js';
 import { isVectorLike, uploadTensors, type UploadProgress } from '../weights/upload.js';
 import { InternLM2, type KvCache } from './internlm2.js';
 import { InternViT, type Tap } from './internvit.js';
+import { processingFrames, type VisualPlan } from './plan.js';
 import { Projector } from './projector.js';
 import { frameTimes, resolveSwitches, sinusoid, type PvcSwitches } from './switches.js';
 import { WeightStore } from './weights.js';
-
-export const IMG_CONTEXT_ID = 92546;
-
-/** One image (its tiles, thumbnail last) or one video (its frames), as consecutive tiles of pixel_values. */
-export interface VisualItem {
-  kind: 'image' | 'video';
-  tiles: number;
-}
 
 /** A tensor captured at a stage boundary: rows of all sequences concatenated in processing order. */
 export interface Stage {
@@ -30,9 +25,38 @@ export interface Stage {
   data: Float32Array;
 }
 
+/** What a caller collects from a prefill: stage tensors (parity taps) and the vision tower's time. */
+export interface Collector {
+  /** called while recording, at each stage boundary; a stage met several times (one per sequence or chunk) adds rows */
+  tap?(rec: Recorder, name: string, t: Tensor): void;
+  /** the vision part's wall time from the prefill call (pixel uploads included); asking for it waits for the vision steps */
+  visionMs?(ms: number): void;
+}
+
+/** Positions per LLM step of a prefill: its activations stay under prefillStepBytes(llm, PREFILL_CHUNK), 153 MB on the 8B model. */
+export const PREFILL_CHUNK = 512;
+
+/**
+ * The most activation bytes an LLM step over `positions` keeps alive at once: the embeddings, the
+ * residual stream in and out, and the larger half-layer's intermediates (attention: normed input, qkv,
+ * attention output; MLP: normed input, gate, up, their product), plus the logits (one row, or one per
+ * position); +25 % for the buffer pool's size classes. The KV cache and the vision rows are not counted.
+ */
+export function prefillStepBytes(llm: LlmConfig, positions: number, allLogits = false): number {
+  const d = llm.hiddenSize;
+  const attention = d + (llm.numAttentionHeads + 2 * llm.numKeyValueHeads) * llm.headDim + llm.numAttentionHeads * llm.headDim;
+  const mlp = d + 3 * llm.intermediateSize;
+  const floats = positions * (1 + 3 * d + Math.max(attention, mlp)) + (allLogits ? positions : 1) * (llm.vocabSize + 2 * d);
+  return Math.ceil(1.25 * 4 * floats);
+}
+
 export interface LoadOptions {
   switches?: Partial<PvcSwitches>;
+  /** LLM weights as in the checkpoint (bf16, default) or quantized at load (docs/quantization.md) */
+  dtype?: 'bf16' | QuantDType;
   onProgress?: (p: UploadProgress) => void;
+  /** the checkpoint's tokenizer when the caller has it already (read from the directory otherwise): the model takes its <IMG_CONTEXT> id */
+  tokenizer?: Tokenizer;
 }
 
 export class InternVL {
@@ -43,219 +67,161 @@ export class InternVL {
     readonly vision: InternViT,
     readonly projector: Projector,
     readonly llm: InternLM2,
+    /** the tokenizer's <IMG_CONTEXT> id: rows of the prompt that vision rows replace */
+    readonly imageContextId: number,
+    /** <|im_end|> and the tokenizer's eos: InternVL's chat() overrides generation_config's eos list with <|im_end|>; eos is kept as a safety stop (as the PyTorch reference does) */
+    readonly stopIds: readonly number[],
   ) {}
 
   /** Build the modules from the checkpoint's tensors; names are checked before anything is uploaded. */
   static async load(gpu: Gpu, dir: string, opts: LoadOptions = {}): Promise<InternVL> {
     const config = await loadConfig(dir);
     const switches = resolveSwitches(opts.switches);
+    const tokenizer = opts.tokenizer ?? (await Tokenizer.fromDirectory(dir));
+    const tokens = { imageContextId: tokenizer.specialId('<IMG_CONTEXT>'), stopIds: [...new Set([tokenizer.specialId('<|im_end|>'), tokenizer.eosId])] };
     const ckpt = await Checkpoint.open(dir);
     // a dry build over the headers: missing and unknown tensors fail here, before any upload
     const dry = new WeightStore(ckpt.tensors as ReadonlyMap<string, unknown> as ReadonlyMap<string, Tensor>);
-    InternVL.build(gpu, config, switches, dry);
+    InternVL.build(gpu, config, switches, dry, tokens);
     dry.assertComplete();
     const widen = (t: TensorInfo) => isVectorLike(t) || t.name.endsWith('position_embedding');
-    const tensors = await uploadTensors(gpu, ckpt, { widen, onProgress: opts.onProgress });
-    return InternVL.build(gpu, config, switches, new WeightStore(tensors));
+    const tensors = await uploadTensors(gpu, ckpt, { widen, quantize: quantizeRule(opts.dtype ?? 'bf16'), onProgress: opts.onProgress });
+    return InternVL.build(gpu, config, switches, new WeightStore(tensors), tokens);
   }
 
-  private static build(gpu: Gpu, config: ModelConfig, switches: PvcSwitches, w: WeightStore): InternVL {
-    const model = new InternVL(gpu, config, switches, new InternViT(config.vision, w, switches), new Projector(config, w), new InternLM2(config.llm, w));
+  private static build(gpu: Gpu, config: ModelConfig, switches: PvcSwitches, w: WeightStore, tokens: { imageContextId: number; stopIds: number[] }): InternVL {
+    const model = new InternVL(gpu, config, switches, new InternViT(config.vision, w, switches), new Projector(config, w), new InternLM2(config.llm, w), tokens.imageContextId, tokens.stopIds);
     if (config.useTemporal !== model.vision.temporal) {
       throw new Error(`config use_temporal=${config.useTemporal} but the checkpoint ${model.vision.temporal ? 'has' : 'has no'} temporal modules`);
     }
     return model;
   }
 
-  /** Vision rows each item contributes (the <IMG_CONTEXT> count of its placeholder). */
-  rowsFor(item: VisualItem): number {
-    return this.framesOf(item).reduce((n, seq) => n + seq.length, 0) * this.config.numImageToken;
-  }
-
-  /** The temporal sequences of an item: for each, the tile index (within the item) of each frame. */
-  private framesOf(item: VisualItem): number[][] {
-    if (item.kind === 'video') {
-      if (this.config.videoRepeatTime !== 1) throw new Error(`video_repeat_time ${this.config.videoRepeatTime} is not supported (its semantics are unknown; see pvc-architecture.md 4.2)`);
-      return [Array.from({ length: item.tiles }, (_, f) => f)];
-    }
-    const repeat = this.vision.temporal ? this.config.imageRepeatTime : 1;
-    return Array.from({ length: item.tiles }, (_, t) => Array(repeat).fill(t));
-  }
-
   /**
-   * Prefill: vision rows for `items` (tiles of `pixelValues` [tiles, 3, S, S] in item order) merged
-   * into the embeddings of `ids`, then the whole prompt through the LLM. Records into `rec`; tensors
-   * the step needs are uploaded first. Returns the logits (last row, or all rows with `allLogits`).
-   * With `timeVision`, the vision part is submitted on its own and waited for, and `visionMs` gives
-   * its time from the call (pixel uploads included).
+   * Prefill: the vision rows of `plan` (one step per temporal sequence) merged into the embeddings
+   * of `ids`, then the prompt through the LLM in steps of `chunk` positions, appended to `cache`.
+   * Returns the logits of the last step (its last row, or all its rows with `allLogits`; a
+   * collector's llm.logits tap gets every row). Checks `signal` between steps (throws its reason).
    */
   async prefill(
     ids: Int32Array,
-    pixelValues: Float32Array,
-    items: VisualItem[],
+    plan: VisualPlan | null,
     cache: KvCache,
-    opts: { allLogits?: boolean; taps?: Map<string, Stage>; timeVision?: boolean } = {},
-  ): Promise<{ logits: Tensor; frames: number[]; visionMs?: number }> {
+    opts: { allLogits?: boolean; collector?: Collector; signal?: AbortSignal; chunk?: number } = {},
+  ): Promise<Tensor> {
     const start = performance.now();
-    const { gpu, config } = this;
-    const s = config.imageSize;
-    const tileFloats = 3 * s * s;
-    const totalTiles = items.reduce((n, it) => n + it.tiles, 0);
-    if (pixelValues.length !== totalTiles * tileFloats) throw new Error(`pixel values hold ${pixelValues.length / tileFloats} tiles of ${s}x${s}; the visual items need ${totalTiles}`);
-    const expected = items.reduce((n, it) => n + this.rowsFor(it), 0);
-    const contexts = ids.reduce((n, id) => n + (id === IMG_CONTEXT_ID ? 1 : 0), 0);
-    if (contexts !== expected) throw new Error(`the prompt has ${contexts} <IMG_CONTEXT> tokens but the images/videos give ${expected} vision rows`);
-    if (cache.length + ids.length > cache.maxLen) throw new Error(`the prompt (${ids.length} tokens) does not fit the context (${cache.maxLen - cache.length} positions left)`);
+    const { collector, signal } = opts;
+    const chunk = opts.chunk ?? PREFILL_CHUNK;
+    const contexts: number[] = [];
+    ids.forEach((id, i) => id === this.imageContextId && contexts.push(i));
+    if (contexts.length !== (plan?.rows ?? 0)) throw new Error(`the prompt has ${contexts.length} <IMG_CONTEXT> tokens but the images/videos give ${plan?.rows ?? 0} vision rows`);
+    if (cache.length + ids.length > cache.capacity) throw new Error(`the prompt (${ids.length} tokens) does not fit the KV cache (${cache.capacity - cache.length} positions left)`);
+    if (!(Number.isSafeInteger(chunk) && chunk >= 1)) throw new Error(`prefill chunk must be a positive integer, got ${chunk}`);
 
-    // Uploads happen before recording: a queue write must not overtake dispatches of the same step.
-    const sequences: { pixels: Tensor; times: Tensor | null; frames: number[]; item: number; tileBase: number }[] = [];
-    let tileBase = 0;
-    for (const [itemIndex, item] of items.entries()) {
-      for (const tiles of this.framesOf(item)) {
-        const px = new Float32Array(tiles.length * tileFloats);
-        tiles.forEach((t, f) => px.set(pixelValues.subarray((tileBase + t) * tileFloats, (tileBase + t + 1) * tileFloats), f * tileFloats));
-        const times = this.vision.temporal ? await gpu.upload([tiles.length, 256], 'f32', sinusoid(frameTimes(tiles.length, this.switches.timestamp), 256, this.switches.sinusoid_order), 'timestamps') : null;
-        sequences.push({ pixels: await gpu.upload([tiles.length, 3, s, s], 'f32', px, 'pixels'), times, frames: tiles.map((t) => tileBase + t), item: itemIndex, tileBase });
-      }
-      tileBase += item.tiles;
-    }
-    const idTensor = await gpu.upload([ids.length], 'i32', ids, 'ids');
-
-    const pending = new Map<string, { shape: number[]; reads: Promise<TypedArray>[] }>();
-    const tap: Tap | undefined = opts.taps
-      ? (name, t) => {
-          const e = pending.get(name) ?? { shape: [0, ...t.shape.slice(1)], reads: [] };
-          e.shape[0] += t.shape[0];
-          e.reads.push(rec.read(t));
-          pending.set(name, e);
-        }
-      : undefined;
-    let rec = gpu.recorder();
-    let logits: Tensor;
-    let visionMs: number | undefined;
+    const rows: Tensor[] = [];
     try {
-      const perSequence = sequences.map((seq) => {
-        const vit = this.vision.forward(rec, seq.pixels, seq.times, tap);
-        const rows = this.projector.forward(rec, vit, seq.frames.length, tap);
-        vit.release();
-        return rows;
-      });
-      if (opts.timeVision) {
-        // its own submit, waited for, so the vision tower's time can be told apart from the LLM's
-        await rec.submit();
-        await gpu.sync();
-        visionMs = performance.now() - start;
-        rec = gpu.recorder();
+      for (const seq of plan?.sequences ?? []) {
+        signal?.throwIfAborted();
+        rows.push(await this.encodeSequence(seq.pixels, seq.tiles.length, collector));
       }
-      const embeds = this.llm.embed(rec, idTensor);
-      this.mergeVisionRows(rec, embeds, ids, this.orderRows(sequences, perSequence), tap);
-      for (const r of perSequence) r.release();
-      tap?.('llm.inputs_embeds', embeds);
-      logits = this.llm.forward(rec, embeds, cache, { allLogits: opts.allLogits, tap });
-      embeds.release();
-      if (opts.allLogits) tap?.('llm.logits', logits);
-    } catch (e) {
-      await rec.abort();
-      throw e;
-    } finally {
-      for (const seq of sequences) {
-        seq.pixels.release();
-        seq.times?.release();
+      if (plan && collector?.visionMs) {
+        await this.gpu.sync();
+        collector.visionMs(performance.now() - start);
       }
-      idTensor.release();
-    }
-    await rec.submit();
-    if (opts.taps) {
-      for (const [name, e] of pending) {
-        const parts = (await Promise.all(e.reads)) as Float32Array[];
-        const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-        let o = 0;
-        for (const p of parts) {
-          data.set(p, o);
-          o += p.length;
+      // LLM row blocks in prompt order: frame f of sequence s is rows [f*T, (f+1)*T) of rows[s]
+      const t = plan?.rowsPerFrame ?? 0;
+      const frames = plan ? processingFrames(plan) : [];
+      const blocks = (plan?.llmFrames ?? []).map((f) => ({ tensor: rows[frames[f].sequence], row: frames[f].frame * t }));
+      if (collector?.tap && blocks.length) await this.gpu.step((rec) => this.tapFeatures(rec, blocks, t, collector));
+      let logits: Tensor | undefined;
+      for (let s = 0; s < ids.length; s += chunk) {
+        signal?.throwIfAborted();
+        logits?.release();
+        const e = Math.min(ids.length, s + chunk);
+        const idTensor = await this.gpu.upload([e - s], 'i32', ids.subarray(s, e), 'ids');
+        try {
+          logits = await this.gpu.step((rec) =>
+            scope(() => {
+              const tap: Tap | undefined = collector?.tap && ((name, x) => collector.tap!(rec, name, x));
+              const embeds = this.llm.embed(rec, idTensor);
+              // vision rows for the context positions in [s, e): row k of the prompt's vision rows is context position contexts[k]
+              this.copyRows(rec, blocks, t, contexts, s, e, embeds);
+              tap?.('llm.inputs_embeds', embeds);
+              const out = this.llm.forward(rec, embeds, cache, { allLogits: opts.allLogits, tap });
+              if (opts.allLogits) tap?.('llm.logits', out);
+              return out;
+            }),
+          );
+        } finally {
+          idTensor.release();
         }
-        opts.taps.set(name, { shape: e.shape, data });
       }
-    }
-    return { logits, frames: sequences.flatMap((s) => s.frames), visionMs };
-  }
-
-  /** Vision row blocks (one per frame of each sequence) in LLM order, per the image_frame_order switch. */
-  private orderRows(sequences: { frames: number[]; item: number }[], rows: Tensor[]): { tensor: Tensor; row: number }[] {
-    const t = this.config.numImageToken;
-    const blocks: { tensor: Tensor; row: number }[] = [];
-    for (let item = 0, i = 0; i < sequences.length; item++) {
-      const group: number[] = [];
-      while (i < sequences.length && sequences[i].item === item) group.push(i++);
-      const frameMajor = this.switches.image_frame_order === 'frame_major' && group.length > 1;
-      const frames = sequences[group[0]]?.frames.length ?? 0;
-      if (frameMajor) for (let f = 0; f < frames; f++) for (const g of group) blocks.push({ tensor: rows[g], row: f * t });
-      else for (const g of group) for (let f = 0; f < sequences[g].frames.length; f++) blocks.push({ tensor: rows[g], row: f * t });
-    }
-    return blocks;
-  }
-
-  /** Copy vision row blocks over the <IMG_CONTEXT> rows of embeds, in order. */
-  private mergeVisionRows(rec: Recorder, embeds: Tensor, ids: Int32Array, blocks: { tensor: Tensor; row: number }[], tap?: Tap): void {
-    const d = this.config.llm.hiddenSize;
-    const t = this.config.numImageToken;
-    const rowBytes = d * 4;
-    const positions: number[] = [];
-    ids.forEach((id, i) => id === IMG_CONTEXT_ID && positions.push(i));
-    if (tap && blocks.length) {
-      const features = rec.gpu.empty([blocks.length * t, d], 'f32', 'vision features');
-      blocks.forEach((b, i) => rec.copyBuffer(b.tensor.buffer, b.row * rowBytes, features.buffer, i * t * rowBytes, t * rowBytes));
-      tap('vision.features', features);
-      features.release();
-    }
-    let next = 0;
-    for (const b of blocks) {
-      for (let r = 0; r < t; ) {
-        // copy the longest run of consecutive context positions at once
-        let run = 1;
-        while (r + run < t && positions[next + run] === positions[next] + run) run++;
-        rec.copyBuffer(b.tensor.buffer, (b.row + r) * rowBytes, embeds.buffer, positions[next] * rowBytes, run * rowBytes);
-        r += run;
-        next += run;
-      }
+      return logits!;
+    } finally {
+      for (const r of rows) r.release();
     }
   }
 
-  /** Greedy next token from logits [rows, V] (last row): 4 bytes read back. */
-  async argmaxLast(logits: Tensor): Promise<number> {
-    const out = await this.gpu.step((rec) => {
-      const idx = argmax(rec, logits);
-      return rec.read(idx).finally(() => idx.release());
-    });
-    return out[out.length - 1];
+  /** One temporal sequence through the vision tower and the projector (its own step): vision rows [F*T, D]. */
+  private async encodeSequence(pixels: Float32Array, frames: number, collector?: Collector): Promise<Tensor> {
+    const s = this.config.imageSize;
+    // uploads happen before recording: a queue write must not overtake dispatches of the same step
+    const px = await this.gpu.upload([frames, 3, s, s], 'f32', pixels, 'pixels');
+    const times = this.vision.temporal ? await this.gpu.upload([frames, 256], 'f32', sinusoid(frameTimes(frames, this.switches.timestamp), 256, this.switches.sinusoid_order), 'timestamps') : null;
+    try {
+      return await this.gpu.step((rec) =>
+        scope(() => {
+          const tap: Tap | undefined = collector?.tap && ((name, x) => collector.tap!(rec, name, x));
+          return this.projector.forward(rec, this.vision.forward(rec, px, times, tap), frames, tap);
+        }),
+      );
+    } finally {
+      px.release();
+      times?.release();
+    }
+  }
+
+  /** The vision.features stage: every LLM row block, in prompt order. */
+  private tapFeatures(rec: Recorder, blocks: { tensor: Tensor; row: number }[], t: number, collector: Collector): void {
+    const rowBytes = this.config.llm.hiddenSize * 4;
+    const features = rec.gpu.empty([blocks.length * t, this.config.llm.hiddenSize], 'f32', 'vision features');
+    blocks.forEach((b, i) => rec.copyBuffer(b.tensor.buffer, b.row * rowBytes, features.buffer, i * t * rowBytes, t * rowBytes));
+    collector.tap!(rec, 'vision.features', features);
+    features.release();
+  }
+
+  /** Copy the vision rows of context positions [s, e) over those rows of embeds (prompt rows s..e-1), in runs of consecutive positions. */
+  private copyRows(rec: Recorder, blocks: { tensor: Tensor; row: number }[], t: number, contexts: number[], s: number, e: number, embeds: Tensor): void {
+    const rowBytes = this.config.llm.hiddenSize * 4;
+    for (let k = lowerBound(contexts, s); k < contexts.length && contexts[k] < e; ) {
+      const block = blocks[Math.floor(k / t)];
+      const r = k % t;
+      let run = 1;
+      while (r + run < t && contexts[k + run] === contexts[k] + run && contexts[k + run] < e) run++;
+      rec.copyBuffer(block.tensor.buffer, (block.row + r) * rowBytes, embeds.buffer, (contexts[k] - s) * rowBytes, run * rowBytes);
+      k += run;
+    }
   }
 
   /** One decode step: the token at the cache's next position; returns its logits [1, V]. */
   async decode(token: number, cache: KvCache): Promise<Tensor> {
     const id = await this.gpu.upload([1], 'i32', Int32Array.of(token), 'token');
     try {
-      return await this.gpu.step((rec) => {
-        const x = this.llm.embed(rec, id);
-        const logits = this.llm.forward(rec, x, cache);
-        x.release();
-        return logits;
-      });
+      return await this.gpu.step((rec) => scope(() => this.llm.forward(rec, this.llm.embed(rec, id), cache)));
     } finally {
       id.release();
     }
   }
+}
 
-  /** Greedy generation after a prefill; stops after emitting any of `stopIds` (included, as HF generate does). */
-  async greedy(firstLogits: Tensor, cache: KvCache, maxNewTokens: number, stopIds: readonly number[]): Promise<number[]> {
-    const out: number[] = [];
-    let logits = firstLogits;
-    for (let i = 0; i < maxNewTokens; i++) {
-      const next = await this.argmaxLast(logits);
-      logits.release();
-      out.push(next);
-      if (stopIds.includes(next) || i + 1 === maxNewTokens || cache.length >= cache.maxLen) return out;
-      logits = await this.decode(next, cache);
-    }
-    return out;
+/** First index of sorted `xs` whose value is >= x. */
+function lowerBound(xs: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < x) lo = mid + 1;
+    else hi = mid;
   }
+  return lo;
 }

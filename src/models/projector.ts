@@ -1,6 +1,7 @@
 // Pixel shuffle + mlp1 (pvc-architecture.md section 5): ViT tokens -> LLM-width vision rows.
 
 import type { Recorder } from '../gpu/recorder.js';
+import { scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { ModelConfig } from '../weights/config.js';
 import { matmul } from '../ops/matmul.js';
@@ -33,15 +34,12 @@ export class Projector {
   forward(rec: Recorder, vit: Tensor, frames: number, tap?: Tap): Tensor {
     const c = this.config.vision.hiddenSize;
     const tokens = vit.numel / (frames * c);
-    const shuffled = pixelShuffle(rec, vit.reshape([frames, tokens, c]), { ratio: this.config.downsampleRatio, version: this.config.psVersion });
-    tap?.('vision.pixel_shuffle', shuffled);
-    const rows = shuffled.numel / this.inWidth;
-    const n = layerNorm(rec, shuffled.reshape([rows, this.inWidth]), this.norm.weight, this.norm.bias, MLP1_LN_EPS);
-    shuffled.release();
-    const h = matmul(rec, n, this.fc1.weight, { bias: this.fc1.bias, epilogue: 'gelu' });
-    n.release();
-    const out = matmul(rec, h, this.fc2.weight, { bias: this.fc2.bias });
-    h.release();
-    return out;
+    return scope(() => {
+      const shuffled = pixelShuffle(rec, vit.reshape([frames, tokens, c]), { ratio: this.config.downsampleRatio, version: this.config.psVersion });
+      tap?.('vision.pixel_shuffle', shuffled);
+      const n = layerNorm(rec, shuffled.reshape([shuffled.numel / this.inWidth, this.inWidth]), this.norm.weight, this.norm.bias, MLP1_LN_EPS);
+      const h = matmul(rec, n, this.fc1.weight, { bias: this.fc1.bias, epilogue: 'gelu' });
+      return matmul(rec, h, this.fc2.weight, { bias: this.fc2.bias });
+    });
   }
 }

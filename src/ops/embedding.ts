@@ -1,9 +1,16 @@
-// Embedding gather (kernels/embedding.wgsl): ids i32 [N] x table [V, D] (bf16 or f32, possibly
+// Embedding gather (kernels/embedding.wgsl): ids i32 [N] x table [V, D] (bf16, f32, q8 or q4, possibly
 // split by rows into parts) -> f32 [N, D].
 
+import type { Defines } from '../gpu/pipelines.js';
 import type { Recorder } from '../gpu/recorder.js';
 import { partBuffer, type Tensor } from '../gpu/tensor.js';
 import { expectDtype, fmt } from './common.js';
+
+/** Defines that select how the kernel reads `table` (kernels/embedding.wgsl). */
+export function tableDefines(table: Pick<Tensor, 'dtype' | 'texels'>): Defines {
+  const quant = table.dtype === 'q8' || table.dtype === 'q4';
+  return { BF16: table.dtype === 'bf16', TEXELS: table.texels, ...(quant ? { QUANT: true, [table.dtype.toUpperCase()]: true, K_VALUES: 'params.d' } : {}) };
+}
 
 /**
  * Rows of `table` for each id. Ids outside [0, V) give zero rows on the GPU (nothing is read out
@@ -11,7 +18,7 @@ import { expectDtype, fmt } from './common.js';
  */
 export function embedding(rec: Recorder, ids: Tensor, table: Tensor, hostIds?: ArrayLike<number>): Tensor {
   expectDtype('embedding', 'ids', ids, 'i32');
-  expectDtype('embedding', 'table', table, 'bf16', 'f32');
+  expectDtype('embedding', 'table', table, 'bf16', 'f32', 'q8', 'q4');
   if (ids.shape.length !== 1) throw new Error(`embedding: ids has shape ${fmt(ids.shape)}; expected [N]`);
   if (table.shape.length !== 2) throw new Error(`embedding: table has shape ${fmt(table.shape)}; expected [vocab, dim]`);
   const [vocab, d] = table.shape;
@@ -27,7 +34,7 @@ export function embedding(rec: Recorder, ids: Tensor, table: Tensor, hostIds?: A
   const grid: [number, number, number] = [1, Math.min(n, 65535), Math.ceil(n / 65535)];
   table.parts.forEach((p, k) => {
     const params = rec.uniform([n, d, p.rowStart, p.rows, vocab, k === 0 ? 1 : 0]);
-    rec.dispatch('embedding', { BF16: table.dtype === 'bf16', TEXELS: table.texels }, [params, ids, p.texture ?? partBuffer(table, p), out], grid, `embedding[${p.rowStart}:${p.rowStart + p.rows}]`);
+    rec.dispatch('embedding', tableDefines(table), [params, ids, p.texture ?? partBuffer(table, p), out], grid, `embedding[${p.rowStart}:${p.rowStart + p.rows}]`);
   });
   return out;
 }

@@ -21,15 +21,21 @@ export interface MatmulOptions {
 /** Rows up to which the GEMV (decode) kernel is used. */
 export const GEMV_MAX_ROWS = 8;
 
+/** Defines that select how the kernel reads weights of `dtype` (kernels/matmul.wgsl, kernels/quant.wgsl). */
+export function weightDefines(dtype: Tensor['dtype']): Defines {
+  if (dtype === 'q8' || dtype === 'q4') return { WQ: true, [dtype.toUpperCase()]: true, K_VALUES: 'params.K' };
+  return { [`W_${dtype.toUpperCase()}`]: true };
+}
+
 /**
  * out[M, N] = residual + scale * act(x · wᵀ + bias), f32 accumulation.
- * x: f32 [M, K]; w: PyTorch Linear weight [N, K] in f32, bf16 or f16, possibly split by rows
- * (one dispatch per part, each writing its own columns).
+ * x: f32 [M, K]; w: PyTorch Linear weight [N, K] in f32, bf16, f16 or group-quantized q8 / q4
+ * (src/weights/quantize.ts), possibly split by rows (one dispatch per part, each writing its own columns).
  */
 export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions = {}): Tensor {
   const op = 'matmul';
   expectDtype(op, 'x', x, 'f32');
-  expectDtype(op, 'w', w, 'f32', 'bf16', 'f16');
+  expectDtype(op, 'w', w, 'f32', 'bf16', 'f16', 'q8', 'q4');
   if (x.shape.length !== 2) throw new Error(`${op}: x must be 2-D [M, K]; got ${fmt(x.shape)}`);
   if (w.shape.length !== 2) throw new Error(`${op}: w must be 2-D [N, K] (PyTorch Linear layout); got ${fmt(w.shape)}`);
   const [M, K] = x.shape;
@@ -60,7 +66,7 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   const gpu = rec.gpu;
   const software = gpu.adapterClass === 'software';
   const gemv = M <= GEMV_MAX_ROWS && epilogue !== 'gelu';
-  const defines: Defines = { [`W_${w.dtype.toUpperCase()}`]: true };
+  const defines = weightDefines(w.dtype);
   // K % 8 == 0 keeps every row (x and w) on a 16-byte boundary for the wide loads
   if (software && K % 8 === 0) defines.VEC = true;
   if (w.texels) {

@@ -4,7 +4,13 @@ import type { Recorder } from '../gpu/recorder.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { expectDtype, grid1d } from './common.js';
 
-/** Index of the largest value along the last dim of x [..., V] -> u32 [...] (ties: lowest index; NaN wins, as torch.argmax). */
+/** Set in an argmax result when the row's largest value is NaN or +Inf (see kernels/reduce.wgsl). */
+export const NON_FINITE_BIT = 0x80000000;
+
+/**
+ * Index of the largest value along the last dim of x [..., V] -> u32 [...] (ties: lowest index; NaN
+ * wins, as torch.argmax), with NON_FINITE_BIT set when that value is not finite.
+ */
 export function argmax(rec: Recorder, x: Tensor): Tensor {
   expectDtype('argmax', 'x', x, 'f32');
   const v = x.shape[x.shape.length - 1];

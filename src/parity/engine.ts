@@ -1,19 +1,21 @@
 // The engine's side of parity: prepare a case's inputs (from files, as the reference's make_dumps.py
-// does, or from a dump's recorded inputs), run prefill with every stage tapped plus greedy decoding,
-// and return the result as a dump in DESIGN.md format.
+// does, or from a dump's recorded inputs), run prefill with every stage tapped plus greedy decoding
+// (the decode loop chat uses), and return the result as a dump in DESIGN.md format.
 
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { InternVL, Stage, VisualItem } from '../models/internvl.js';
+import { decodeTokens } from '../generate/decode.js';
+import { Sampler } from '../generate/sampler.js';
+import type { Recorder, TypedArray } from '../gpu/recorder.js';
+import type { Tensor } from '../gpu/tensor.js';
+import type { Collector, InternVL, Stage } from '../models/internvl.js';
+import { planVisuals, type Media } from '../models/plan.js';
 import { loadImage } from '../preprocess/image.js';
 import { loadVideo } from '../preprocess/video.js';
 import { buildPrompt, multiImagePrefix, videoPrefix } from '../text/template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
 import { stageOrder, takeRows } from './compare.js';
 import { floatTensor, idTensor, type Dump, type DumpTensor } from './dump.js';
-
-/** Stop ids of the reference's greedy loop (and of HF generate in the parity kit): <|im_end|> and </s>. */
-export const STOP_IDS = [92542, 2] as const;
 
 export const CASES = ['text', 'image', 'two_images', 'video'] as const;
 export type CaseName = (typeof CASES)[number];
@@ -32,7 +34,8 @@ export interface CaseInputs {
   ids: Int32Array;
   /** [tiles, 3, S, S] normalised tiles, or null for a text-only prompt */
   pixels: { shape: number[]; data: Float32Array } | null;
-  items: VisualItem[];
+  /** the images or the video, their pixels views of `pixels` */
+  media: Media[];
   /** metadata `inputs`: what the pixels came from */
   notes: Record<string, unknown>;
 }
@@ -52,37 +55,40 @@ export async function prepareCase(model: InternVL, tokenizer: Tokenizer, f: Case
   const cfg = model.config;
   const question = f.question ?? QUESTIONS[f.case];
   let prefix = '';
-  let pixels: CaseInputs['pixels'] = null;
-  let items: VisualItem[] = [];
-  let rows: number[] = [];
+  let media: Media[] = [];
   let notes: Record<string, unknown> = {};
   if (f.case === 'video') {
     if (!f.video) throw new Error('case video needs --video FILE');
     const v = await loadVideo(f.video, { frames: f.frames ?? 8, imageSize: cfg.imageSize });
-    pixels = { shape: v.shape, data: v.data };
-    items = [{ kind: 'video', tiles: v.shape[0] }];
+    media = [{ kind: 'video', tiles: v.shape[0], pixels: v.data }];
     prefix = videoPrefix(v.shape[0]);
-    rows = v.indices.map(() => model.rowsFor({ kind: 'video', tiles: 1 }));
     notes = { frame_indices: v.indices, video: basename(f.video) };
   } else if (f.case !== 'text') {
     const paths = f.images ?? [];
     if (paths.length === 0) throw new Error(`case ${f.case} needs --image FILE (repeat it for several images)`);
     const maxTiles = cfg.dynamicImageSize ? Math.min(cfg.maxDynamicPatch, f.maxTiles ?? 4) : 1;
-    const images = [];
     for (const p of paths) {
-      images.push(await loadImage(await readFile(p), { imageSize: cfg.imageSize, maxTiles, minTiles: cfg.minDynamicPatch, useThumbnail: cfg.useThumbnail && cfg.dynamicImageSize }));
+      const im = await loadImage(await readFile(p), { imageSize: cfg.imageSize, maxTiles, minTiles: cfg.minDynamicPatch, useThumbnail: cfg.useThumbnail && cfg.dynamicImageSize });
+      media.push({ kind: 'image', tiles: im.shape[0], pixels: im.data });
     }
-    const tiles = images.map((im) => im.shape[0]);
-    const data = new Float32Array(images.reduce((n, im) => n + im.data.length, 0));
-    images.reduce((o, im) => (data.set(im.data, o), o + im.data.length), 0);
-    pixels = { shape: [tiles.reduce((a, b) => a + b, 0), ...images[0].shape.slice(1)], data };
-    items = tiles.map((t) => ({ kind: 'image', tiles: t }));
     prefix = paths.length === 1 ? '<image>\n' : multiImagePrefix(paths.length);
-    rows = items.map((it) => model.rowsFor(it));
-    notes = { images: paths.map((p) => basename(p)), max_tiles: maxTiles, tiles_per_image: tiles };
+    notes = { images: paths.map((p) => basename(p)), max_tiles: maxTiles, tiles_per_image: media.map((m) => m.tiles) };
   }
+  const rows = media.length ? planVisuals(model, media).placeholderRows : [];
   const prompt = buildPrompt(prefix + question, { systemMessage: f.system, imageRows: rows });
-  return { case: f.case, prompt, ids: Int32Array.from(tokenizer.encode(prompt)), pixels, items, notes };
+  const tiles = media.reduce((n, m) => n + m.tiles, 0);
+  const data = new Float32Array(media.reduce((n, m) => n + m.pixels.length, 0));
+  media.reduce((o, m) => (data.set(m.pixels, o), o + m.pixels.length), 0);
+  const pixels = tiles ? { shape: [tiles, 3, cfg.imageSize, cfg.imageSize], data } : null;
+  return { case: f.case, prompt, ids: Int32Array.from(tokenizer.encode(prompt)), pixels, media: mediaOf(pixels, media.map((m) => ({ kind: m.kind, tiles: m.tiles }))), notes };
+}
+
+/** Media over the tiles of `pixels`, in order (views, no copy). */
+function mediaOf(pixels: CaseInputs['pixels'], items: { kind: Media['kind']; tiles: number }[]): Media[] {
+  if (!pixels) return [];
+  const tileFloats = pixels.data.length / pixels.shape[0];
+  let at = 0;
+  return items.map(({ kind, tiles }) => ({ kind, tiles, pixels: pixels.data.subarray(at * tileFloats, (at += tiles) * tileFloats) }));
 }
 
 /** A dump's recorded inputs: ids, pixel values, and the visual items from its case and `inputs` metadata. */
@@ -92,38 +98,37 @@ export function inputsFromDump(dump: Dump, source = 'dump'): CaseInputs {
   const kase = dump.metadata.case ?? '';
   const notes = JSON.parse(dump.metadata.inputs || '{}') as Record<string, unknown>;
   const tiles = pixels?.shape[0] ?? 0;
-  let items: VisualItem[] = [];
+  let items: { kind: Media['kind']; tiles: number }[] = [];
   if (tiles && kase === 'video') items = [{ kind: 'video', tiles }];
   else if (tiles) {
     const perImage = Array.isArray(notes.tiles_per_image) ? (notes.tiles_per_image as number[]) : [tiles];
     if (perImage.reduce((a, b) => a + b, 0) !== tiles) throw new Error(`${source}: inputs.tiles_per_image [${perImage.join(', ')}] does not add up to the ${tiles} tiles of input.pixel_values`);
     items = perImage.map((t) => ({ kind: 'image', tiles: t }));
   }
-  return { case: kase, prompt: dump.metadata.prompt ?? '', ids, pixels, items, notes };
+  return { case: kase, prompt: dump.metadata.prompt ?? '', ids, pixels, media: mediaOf(pixels, items), notes };
 }
 
-/**
- * For each frame in LLM row order, its index in the engine's processing order (one temporal
- * sequence after another: an image tile's repeated frames, or a video's frames). Mirrors the
- * reference's image_plan / video_plan: tile_major keeps the processing order; frame_major takes
- * frame r of every tile of an image before frame r + 1.
- */
-export function llmFrameOrder(model: InternVL, items: VisualItem[]): number[] {
-  const repeat = model.vision.temporal ? model.config.imageRepeatTime : 1;
-  const frameMajor = model.switches.image_frame_order === 'frame_major';
-  const order: number[] = [];
-  let at = 0;
-  for (const item of items) {
-    if (item.kind === 'video') {
-      for (let f = 0; f < item.tiles; f++) order.push(at + f);
-      at += item.tiles;
-      continue;
-    }
-    if (frameMajor) for (let r = 0; r < repeat; r++) for (let t = 0; t < item.tiles; t++) order.push(at + t * repeat + r);
-    else for (let i = 0; i < item.tiles * repeat; i++) order.push(at + i);
-    at += item.tiles * repeat;
+/** Stage tensors read back at their boundaries; a stage met several times (one per sequence or prefill chunk) gets its rows appended. */
+class StageTaps implements Collector {
+  private readonly pending = new Map<string, { shape: number[]; reads: Promise<TypedArray>[] }>();
+
+  tap(rec: Recorder, name: string, t: Tensor): void {
+    const e = this.pending.get(name) ?? { shape: [0, ...t.shape.slice(1)], reads: [] };
+    e.shape[0] += t.shape[0];
+    e.reads.push(rec.read(t));
+    this.pending.set(name, e);
   }
-  return order;
+
+  async stages(): Promise<Map<string, Stage>> {
+    const out = new Map<string, Stage>();
+    for (const [name, e] of this.pending) {
+      const parts = (await Promise.all(e.reads)) as Float32Array[];
+      const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      parts.reduce((o, p) => (data.set(p, o), o + p.length), 0);
+      out.set(name, { shape: e.shape, data });
+    }
+    return out;
+  }
 }
 
 /**
@@ -134,16 +139,18 @@ export function llmFrameOrder(model: InternVL, items: VisualItem[]): number[] {
  */
 export async function runCase(model: InternVL, inputs: CaseInputs, opts: { maxNewTokens: number; logitsLast?: number }): Promise<Dump> {
   const { gpu } = model;
-  const taps = new Map<string, Stage>();
+  const plan = inputs.media.length ? planVisuals(model, inputs.media) : null;
+  const collector = new StageTaps();
   const cache = model.llm.newCache(gpu, inputs.ids.length + opts.maxNewTokens);
   const allLogits = opts.logitsLast !== 1;
-  let generated: number[];
-  let frames: number[];
+  const generated: number[] = [];
+  let taps: Map<string, Stage>;
   try {
-    const out = await model.prefill(inputs.ids, inputs.pixels?.data ?? new Float32Array(0), inputs.items, cache, { allLogits, taps });
-    frames = out.frames;
-    if (!allLogits) taps.set('llm.logits', { shape: [...out.logits.shape], data: (await gpu.read(out.logits)) as Float32Array });
-    generated = await model.greedy(out.logits, cache, opts.maxNewTokens, STOP_IDS);
+    const logits = await model.prefill(inputs.ids, plan, cache, { allLogits, collector });
+    taps = await collector.stages();
+    if (!allLogits) taps.set('llm.logits', { shape: [...logits.shape], data: (await gpu.read(logits)) as Float32Array });
+    const stopIds = new Set(model.stopIds);
+    for await (const id of decodeTokens(model, cache, logits, { maxNewTokens: opts.maxNewTokens, room: opts.maxNewTokens, stopIds, sampler: new Sampler() })) generated.push(id);
   } finally {
     cache.release();
   }
@@ -151,8 +158,9 @@ export async function runCase(model: InternVL, inputs: CaseInputs, opts: { maxNe
   const tensors = new Map<string, DumpTensor>();
   if (inputs.pixels) tensors.set('input.pixel_values', inputs.pixels);
   tensors.set('input.ids', { shape: [inputs.ids.length], data: BigInt64Array.from(inputs.ids, (v) => BigInt(v)) });
-  const order = llmFrameOrder(model, inputs.items);
-  if (order.length !== frames.length) throw new Error(`the engine processed ${frames.length} frames; the frame plan has ${order.length}`);
+  // per frame in processing order, the tile it shows; per LLM row block, its frame
+  const frames = plan?.sequences.flatMap((s) => s.tiles) ?? [];
+  const order = plan?.llmFrames ?? [];
   if (frames.length) tensors.set('vision.frames', { shape: [frames.length], data: BigInt64Array.from(order, (i) => BigInt(frames[i])) });
   const metadata: Record<string, string> = {};
   for (const name of [...taps.keys()].sort(stageOrder)) {

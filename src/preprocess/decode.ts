@@ -4,46 +4,25 @@
 //
 // Node: sharp (libvips with libjpeg-turbo's decoder, libspng, libwebp) for JPEG/PNG/WebP, which
 // decodes bit-identically to PIL 9.4 on the tested files; gifuct-js for GIF (sharp composites GIF
-// transparency, PIL does not); decode-bmp for BMP. sharp is imported lazily so that a browser build
-// can swap in createImageBitmap behind the same decodeImage().
+// transparency, PIL does not); our own PIL-exact BMP reader (bmp.ts). Every declared dimension is
+// checked from the header (header.ts) before any of them allocates. sharp is imported lazily so
+// that a browser build can swap in createImageBitmap behind the same decodeImage().
 
-import type { RgbImage } from './resize.js';
 import { decompressFrame, parseGIF } from 'gifuct-js';
-import decodeBmp from 'decode-bmp';
+import { decodeBmp } from './bmp.js';
+import { checkSize, imageHeader, MAX_PIXELS, pngFormat, type ImageFormat } from './header.js';
+import type { RgbImage } from './resize.js';
 
-/** Images above this many pixels are refused before decoding (PIL warns at 89 MP). */
-export const MAX_PIXELS = 100_000_000;
-
-export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'bmp';
-
-export function sniffFormat(b: Uint8Array): ImageFormat | null {
-  const ascii = (off: number, s: string) => [...s].every((ch, i) => b[off + i] === ch.charCodeAt(0));
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 8 && b[0] === 0x89 && ascii(1, 'PNG\r\n\x1a\n')) return 'png';
-  if (b.length >= 12 && ascii(0, 'RIFF') && ascii(8, 'WEBP')) return 'webp';
-  if (b.length >= 6 && (ascii(0, 'GIF87a') || ascii(0, 'GIF89a'))) return 'gif';
-  if (b.length >= 2 && ascii(0, 'BM')) return 'bmp';
-  return null;
-}
-
-function checkSize(format: ImageFormat, width: number, height: number): void {
-  if (!(width >= 1 && height >= 1)) throw new Error(`${format} image has invalid size ${width}x${height}`);
-  if (width * height > MAX_PIXELS) {
-    throw new Error(`${format} image is ${width}x${height} = ${(width * height / 1e6).toFixed(1)} megapixels; the limit is ${MAX_PIXELS / 1e6}`);
-  }
-}
+export { MAX_PIXELS, sniffFormat, type ImageFormat } from './header.js';
 
 /** Decode an encoded image (JPEG baseline/progressive, PNG, WebP, GIF first frame, BMP) to RGB. */
 export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
   if (!bytes || bytes.length === 0) throw new Error('decodeImage: empty image data');
-  const format = sniffFormat(bytes);
-  if (!format) {
-    const head = [...bytes.subarray(0, 8)].map((x) => x.toString(16).padStart(2, '0')).join(' ');
-    throw new Error(`decodeImage: unrecognised image format (first bytes ${head}); supported: JPEG, PNG, WebP, GIF, BMP`);
-  }
+  // Every declared dimension is checked here, before any decoder allocates.
+  const { format } = imageHeader(bytes);
   try {
     if (format === 'gif') return decodeGif(bytes);
-    if (format === 'bmp') return decodeBmpRgb(bytes);
+    if (format === 'bmp') return decodeBmp(bytes);
     return await decodeWithSharp(bytes, format);
   } catch (e) {
     const msg = (e as Error).message;
@@ -54,11 +33,6 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
 async function decodeWithSharp(bytes: Uint8Array, format: ImageFormat): Promise<RgbImage> {
   if (typeof process === 'undefined' || !process.versions?.node) {
     throw new Error('decoding needs Node (sharp); a browser build must decode with createImageBitmap');
-  }
-  if (format === 'png' && bytes.length >= 24) {
-    // libspng wants more than the header before it reports a size; IHDR alone is enough to refuse.
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    checkSize(format, view.getUint32(16), view.getUint32(20));
   }
   const { default: sharp } = await import('sharp');
   // The header is read without sharp's own pixel limit so that checkSize words the error.
@@ -71,6 +45,14 @@ async function decodeWithSharp(bytes: Uint8Array, format: ImageFormat): Promise<
     // Raw CMYK as PIL holds it (Adobe inversion undone), then PIL's own CMYK -> RGB formula.
     const { data, info } = await input.pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer({ resolveWithObject: true });
     return cmykToRgb(data, info.width, info.height);
+  }
+  if (format === 'png' && pngFormat(bytes).colorType === 0 && pngFormat(bytes).depth === 16) {
+    // PIL opens 16-bit gray as mode I and convert('RGB') clips each value to 255 (no scaling).
+    const { data, info } = await input.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+    const values = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
+    const gray = new Uint8Array(info.width * info.height);
+    for (let i = 0; i < gray.length; i++) gray[i] = Math.min(values[i * info.channels], 255);
+    return toRgb(gray, info.width, info.height, 1);
   }
   const { data, info } = await input.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   return toRgb(data, info.width, info.height, info.channels);
@@ -106,26 +88,12 @@ function toRgb(src: Uint8Array, width: number, height: number, channels: number)
   return { width, height, data: out };
 }
 
-function decodeBmpRgb(bytes: Uint8Array): RgbImage {
-  if (bytes.length < 26) throw new Error('bmp file is truncated');
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // Header check before allocating: BITMAPCOREHEADER has 16-bit sizes, later headers 32-bit.
-  const core = view.getUint32(14, true) === 12;
-  const width = core ? view.getUint16(18, true) : view.getInt32(18, true);
-  const height = Math.abs(core ? view.getUint16(20, true) : view.getInt32(22, true));
-  checkSize('bmp', width, height);
-  const img = decodeBmp(bytes);
-  return toRgb(new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.length), img.width, img.height, 4);
-}
-
 /** First frame as PIL loads it: a canvas of the screen size (grown to fit the frame), pixels
  *  outside the frame hold the transparent index (else 0), then every index maps through the
  *  frame's palette (local, else global) or, with no palette, is a gray level. */
 function decodeGif(bytes: Uint8Array): RgbImage {
-  if (bytes.length < 13) throw new Error('gif file is truncated');
   const screenW = bytes[6] | (bytes[7] << 8);
   const screenH = bytes[8] | (bytes[9] << 8);
-  checkSize('gif', screenW, screenH);
   const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const gif = parseGIF(buf);
   const frame = gif.frames.find((f) => 'image' in f);
@@ -134,7 +102,6 @@ function decodeGif(bytes: Uint8Array): RgbImage {
   const { left, top, width: fw, height: fh } = parsed.dims;
   const width = Math.max(screenW, left + fw);
   const height = Math.max(screenH, top + fh);
-  checkSize('gif', width, height);
   const hasTransparency = frame.gce?.extras?.transparentColorGiven ?? false;
   const indices = new Uint8Array(width * height).fill(hasTransparency ? parsed.transparentIndex : 0);
   const pixels = parsed.pixels;

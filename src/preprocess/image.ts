@@ -113,16 +113,37 @@ class PySet {
   }
 }
 
-/** Candidate (columns, rows) grids in the exact order the reference iterates them. */
+/** Most tiles per image (max_num / --max-tiles). PVC-InternVL2 uses 12 (40 in some evaluations);
+ *  each tile costs 256 tokens and 3 x S x S floats, so far fewer already overflow the context. */
+export const MAX_TILES = 256;
+
+/** Largest float32 pixel-value tensor one request may build (image tiles or video frames): 1 GiB. */
+export const MAX_PIXEL_VALUE_BYTES = 2 ** 30;
+
+/** Refuses `count` tiles of S x S before any is built when their pixel values pass the budget. */
+export function checkPixelBudget(count: number, imageSize: number, what: string, maxBytes = MAX_PIXEL_VALUE_BYTES): void {
+  const bytes = count * 3 * imageSize * imageSize * 4;
+  if (bytes > maxBytes) {
+    throw new Error(`${count} ${what} of ${imageSize}x${imageSize} need ${(bytes / 2 ** 20).toFixed(0)} MiB of pixel values; the limit is ${(maxBytes / 2 ** 20).toFixed(0)} MiB`);
+  }
+}
+
+/** Candidate (columns, rows) grids in the exact order the reference iterates them. Its loop
+ *  (for n in min..max, i in 1..n, j in 1..n) re-adds known pairs as no-ops, so only the first
+ *  insertion of each pair matters: all pairs at n = min, then per n the pairs whose larger side is n,
+ *  in loop order. That keeps the set's insertion order at O(max log max) work instead of O(max^3). */
 export function targetRatios(minTiles: number, maxTiles: number): [number, number][] {
   if (!Number.isInteger(minTiles) || !Number.isInteger(maxTiles) || minTiles < 1 || maxTiles < minTiles) {
     throw new Error(`tile counts must be integers with 1 <= minTiles <= maxTiles, got ${minTiles}, ${maxTiles}`);
   }
+  if (maxTiles > MAX_TILES) throw new Error(`max tiles ${maxTiles} is above the limit of ${MAX_TILES} tiles per image (PVC-InternVL2 uses 12)`);
   const set = new PySet();
-  for (let n = minTiles; n <= maxTiles; n++) {
-    for (let i = 1; i <= n; i++) {
-      for (let j = 1; j <= n; j++) if (i * j <= maxTiles && i * j >= minTiles) set.add([i, j]);
-    }
+  for (let i = 1; i <= minTiles; i++) {
+    for (let j = 1; j <= minTiles; j++) if (i * j <= maxTiles && i * j >= minTiles) set.add([i, j]);
+  }
+  for (let n = minTiles + 1; n <= maxTiles; n++) {
+    for (let i = 1; i < n && i * n <= maxTiles; i++) set.add([i, n]);
+    for (let j = 1; j <= n && n * j <= maxTiles; j++) set.add([n, j]);
   }
   return set.keys().sort((a, b) => a[0] * a[1] - b[0] * b[1]); // Array.prototype.sort is stable
 }
@@ -150,6 +171,7 @@ function tileOptions(opts: TileOptions): Required<TileOptions> {
   const o = { imageSize: 448, maxTiles: 12, minTiles: 1, useThumbnail: true, ...opts };
   if (!Number.isInteger(o.imageSize) || o.imageSize < 1) throw new Error(`imageSize must be a positive integer, got ${o.imageSize}`);
   targetRatios(o.minTiles, o.maxTiles); // validates the counts
+  checkPixelBudget(o.maxTiles + (o.useThumbnail && o.maxTiles > 1 ? 1 : 0), o.imageSize, 'tiles');
   return o;
 }
 

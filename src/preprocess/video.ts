@@ -48,15 +48,16 @@ export function roundHalfEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** get_index(bound, fps, max_frame, first_idx=0, num_segments) with float64 arithmetic in the
- *  reference's order of operations. */
-export function frameIndices(frameCount: number, fps: number, segments: number, bound?: [number, number]): number[] {
+/** get_index(bound, fps, max_frame, first_idx, num_segments) with float64 arithmetic in the
+ *  reference's order of operations (max_frame = frameCount - 1; first_idx is 1 for MVBench's
+ *  frame folders, whose files are numbered from 1). */
+export function frameIndices(frameCount: number, fps: number, segments: number, bound?: [number, number], firstIdx = 0): number[] {
   if (!Number.isInteger(frameCount) || frameCount < 1) throw new Error(`video has no frames (frame count ${frameCount})`);
   if (!Number.isInteger(segments) || segments < 1) throw new Error(`frames must be a positive integer, got ${segments}`);
   if (!(fps > 0)) throw new Error(`invalid fps ${fps}`);
   const maxFrame = frameCount - 1;
   const [start, end] = bound ?? [-100000, 100000];
-  const startIdx = Math.max(0, roundHalfEven(start * fps));
+  const startIdx = Math.max(firstIdx, roundHalfEven(start * fps));
   const endIdx = Math.min(roundHalfEven(end * fps), maxFrame);
   if (!(endIdx >= startIdx)) {
     throw new Error(`bound [${start}, ${end}] s selects no frames: frames ${startIdx}..${endIdx} of ${frameCount} at ${fps} fps`);

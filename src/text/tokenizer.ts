@@ -511,6 +511,18 @@ export class Tokenizer {
     return id === this.sp.unkId && token !== this.sp.idToPiece(id) ? undefined : id;
   }
 
+  /** Id of an added token the engine relies on (<IMG_CONTEXT>, <|im_end|>); a clear error when the tokenizer lacks it. */
+  specialId(token: string): number {
+    const id = this.byContent.get(token)?.id;
+    if (id === undefined) throw new Error(`the tokenizer has no ${token} token (added_tokens.json / tokenizer_config.json)`);
+    return id;
+  }
+
+  /** Whether decode() has text for `id` (a piece of the SentencePiece model or an added token). */
+  hasPiece(id: number): boolean {
+    return Number.isInteger(id) && id >= 0 && (id < this.sp.size || this.byId.has(id));
+  }
+
   idToToken(id: number): string {
     return this.byId.get(id)?.content ?? this.sp.idToPiece(id);
   }
@@ -519,13 +531,17 @@ export class Tokenizer {
     return this.specialIds.has(id) || this.sp.model.pieces[id]?.type === PieceType.CONTROL;
   }
 
-  /** Splits text into plain chunks and added tokens (leftmost, then longest), then applies lstrip/rstrip/single_word. */
-  private split(text: string): (string | AddedToken)[] {
+  /**
+   * Splits text into plain chunks and added tokens (leftmost, then longest), then applies
+   * lstrip/rstrip/single_word. No added token is matched across any of the `plain` [start, end) ranges.
+   */
+  private split(text: string, plain: readonly (readonly [number, number])[] = []): (string | AddedToken)[] {
     const parts: (string | AddedToken)[] = [];
     let chunkStart = 0;
+    const inPlain = (i: number, len: number) => plain.some(([a, b]) => i < b && i + len > a);
     for (let i = 0; i < text.length; ) {
       const lengths = this.addedFirstChars.get(text[i]);
-      const len = lengths?.find((l) => this.byContent.has(text.slice(i, i + l)));
+      const len = lengths?.find((l) => this.byContent.has(text.slice(i, i + l)) && !inPlain(i, l));
       if (len === undefined) {
         i++;
         continue;
@@ -553,11 +569,15 @@ export class Tokenizer {
     return parts;
   }
 
-  /** Ids of `text` as InternLM2Tokenizer(text).input_ids: [bos] + chunks and added tokens (+ eos). */
-  encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
+  /**
+   * Ids of `text` as InternLM2Tokenizer(text).input_ids: [bos] + chunks and added tokens (+ eos).
+   * Special-token strings inside the `plain` [start, end) character ranges are read as ordinary text
+   * (Hugging Face's split_special_tokens, for chosen spans only).
+   */
+  encode(text: string, options: { addSpecialTokens?: boolean; plain?: readonly (readonly [number, number])[] } = {}): number[] {
     const special = options.addSpecialTokens ?? true;
     const ids: number[] = special && this.addBos ? [this.bosId] : [];
-    for (const part of this.split(text)) {
+    for (const part of this.split(text, options.plain)) {
       if (typeof part !== 'string') ids.push(part.id);
       else if (part !== '') ids.push(...this.sp.encode(part));
     }

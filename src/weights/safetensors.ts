@@ -4,11 +4,13 @@
 // The header maps tensor names to {dtype, shape, data_offsets: [begin, end]} (offsets relative to
 // the data section) plus an optional "__metadata__" object of strings. Only headers are read when
 // a file is opened; tensor data is read on demand by its offsets (see upload.ts for the streaming
-// GPU path), so a multi-GB shard is never held in memory.
+// GPU path), so a multi-GB shard is never held in memory. Every byte comes through a ByteSource
+// (source.ts): files on disk here, browser files and HTTP ranges elsewhere, with the same errors.
 
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32 } from '../gpu/tensor.js';
+import { FileDirectory, FileSource, type ByteSource, type SourceDirectory } from './source.js';
 
 export type SafetensorsDType =
   | 'BOOL' | 'U8' | 'I8' | 'F8_E4M3' | 'F8_E5M2' | 'I16' | 'U16' | 'F16' | 'BF16'
@@ -30,8 +32,10 @@ export interface TensorInfo {
   name: string;
   dtype: SafetensorsDType;
   shape: number[];
-  /** path of the file holding the data */
+  /** name of the file holding the data (its path, for files on disk) */
   file: string;
+  /** where the data is read from */
+  source: ByteSource;
   /** absolute byte offset of the data in the file */
   offset: number;
   byteLength: number;
@@ -54,10 +58,11 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /**
- * Validate and decode a header. `prefix` holds the file's first bytes (at least 8 + header length,
- * or the whole file if shorter); `fileSize` is the full file size. Pure, so it can be fuzzed.
+ * Validate and decode a header. `prefix` holds the source's first bytes (at least 8 + header
+ * length, or the whole file if shorter). Reads nothing itself, so it can be fuzzed.
  */
-export function parseHeader(prefix: Uint8Array, fileSize: number, file: string): SafetensorsHeader {
+export function parseHeader(prefix: Uint8Array, source: ByteSource): SafetensorsHeader {
+  const { name: file, size: fileSize } = source;
   const fail = (msg: string): never => {
     throw new SafetensorsError(`${file}: ${msg}`);
   };
@@ -108,7 +113,7 @@ export function parseHeader(prefix: Uint8Array, fileSize: number, file: string):
     if (!Number.isSafeInteger(bytes) || bytes !== end - begin) {
       bad(`data_offsets [${begin}, ${end}] hold ${end - begin} bytes but shape [${dims.join(', ')}] x ${dtype} needs ${bytes}`);
     }
-    tensors.set(name, { name, dtype: dtype as SafetensorsDType, shape: [...dims], file, offset: dataStart + begin, byteLength: end - begin });
+    tensors.set(name, { name, dtype: dtype as SafetensorsDType, shape: [...dims], file, source, offset: dataStart + begin, byteLength: end - begin });
   }
   const sorted = [...tensors.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {
@@ -120,40 +125,43 @@ export function parseHeader(prefix: Uint8Array, fileSize: number, file: string):
   return { file, fileSize, dataStart, metadata, tensors };
 }
 
-/** Read exactly `length` bytes at `position` into `into` (a truncated file is an error naming `what`). */
-export async function readExact(fh: FileHandle, into: Uint8Array, position: number, file: string, what: string): Promise<void> {
-  let done = 0;
-  while (done < into.length) {
-    const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
-    if (bytesRead === 0) throw new SafetensorsError(`${file}: ${what}: unexpected end of file at byte ${position + done} (the file is truncated)`);
-    done += bytesRead;
+/** Fill `into` from `position` of `source` (a source that ends early is a truncated file: an error naming `what`). */
+export async function readExact(source: ByteSource, into: Uint8Array, position: number, what: string): Promise<void> {
+  const n = await source.read(into, position);
+  if (n < into.length) throw new SafetensorsError(`${source.name}: ${what}: unexpected end of file at byte ${position + n} (the file is truncated)`);
+}
+
+/** Read and validate the header of one .safetensors file (a path on disk, or any byte source). */
+export async function readHeader(file: string | ByteSource): Promise<SafetensorsHeader> {
+  const source = typeof file === 'string' ? await openFile(file) : file;
+  const size = source.size;
+  const head = new Uint8Array(Math.min(size, 8));
+  await readExact(source, head, 0, 'header length');
+  if (size >= 8) {
+    const n = new DataView(head.buffer).getBigUint64(0, true);
+    if (n <= BigInt(Math.min(size - 8, MAX_HEADER_BYTES))) {
+      const prefix = new Uint8Array(8 + Number(n));
+      await readExact(source, prefix, 0, 'header');
+      return parseHeader(prefix, source);
+    }
+  }
+  return parseHeader(head, source); // throws the descriptive error
+}
+
+async function openFile(path: string): Promise<FileSource> {
+  try {
+    return await FileSource.open(path);
+  } catch (e) {
+    throw new SafetensorsError(`${path}: cannot open: ${(e as Error).message}`);
   }
 }
 
-/** Read and validate the header of one .safetensors file. */
-export async function readHeader(file: string): Promise<SafetensorsHeader> {
-  let fh: FileHandle;
-  try {
-    fh = await open(file, 'r');
-  } catch (e) {
-    throw new SafetensorsError(`${file}: cannot open: ${(e as Error).message}`);
-  }
-  try {
-    const size = (await fh.stat()).size;
-    const head = new Uint8Array(Math.min(size, 8));
-    await readExact(fh, head, 0, file, 'header length');
-    if (size >= 8) {
-      const n = new DataView(head.buffer).getBigUint64(0, true);
-      if (n <= BigInt(Math.min(size - 8, MAX_HEADER_BYTES))) {
-        const prefix = new Uint8Array(8 + Number(n));
-        await readExact(fh, prefix, 0, file, 'header');
-        return parseHeader(prefix, size, file);
-      }
-    }
-    return parseHeader(head, size, file); // throws the descriptive error
-  } finally {
-    await fh.close();
-  }
+/** A whole small file (an index) as text; `limit` guards against reading a huge file by mistake. */
+async function readText(source: ByteSource, limit: number): Promise<string> {
+  if (source.size > limit) throw new SafetensorsError(`${source.name}: ${source.size} bytes is over the ${limit}-byte limit for this file`);
+  const bytes = new Uint8Array(source.size);
+  await readExact(source, bytes, 0, 'contents');
+  return new TextDecoder().decode(bytes);
 }
 
 function typedView(dtype: SafetensorsDType, buf: ArrayBuffer): TensorData {
@@ -173,14 +181,9 @@ function typedView(dtype: SafetensorsDType, buf: ArrayBuffer): TensorData {
 
 /** Raw bytes of one tensor (for small tensors and tests; big ones go through upload.ts). */
 export async function readTensorBytes(info: TensorInfo): Promise<Uint8Array> {
-  const fh = await open(info.file, 'r');
-  try {
-    const out = new Uint8Array(info.byteLength);
-    await readExact(fh, out, info.offset, info.file, `tensor '${info.name}'`);
-    return out;
-  } finally {
-    await fh.close();
-  }
+  const out = new Uint8Array(info.byteLength);
+  await readExact(info.source, out, info.offset, `tensor '${info.name}'`);
+  return out;
 }
 
 /**
@@ -214,7 +217,7 @@ export class Checkpoint {
 
   /**
    * Open a directory (its model.safetensors.index.json, else its model.safetensors), an index
-   * file, or a single .safetensors file. Reads headers only.
+   * file, or a single .safetensors file on disk. Reads headers only.
    */
   static async open(path: string): Promise<Checkpoint> {
     let st;
@@ -223,21 +226,26 @@ export class Checkpoint {
     } catch {
       throw new SafetensorsError(`${path}: no such checkpoint file or directory`);
     }
-    if (st.isDirectory()) {
-      const index = join(path, INDEX_FILE);
-      if (await exists(index)) return Checkpoint.openIndex(index);
-      const single = join(path, 'model.safetensors');
-      if (await exists(single)) return Checkpoint.openFiles(path, [single]);
-      throw new SafetensorsError(`${path}: no ${INDEX_FILE} or model.safetensors in this directory`);
-    }
-    if (path.endsWith('.json')) return Checkpoint.openIndex(path);
-    return Checkpoint.openFiles(path, [path]);
+    if (st.isDirectory()) return Checkpoint.openDirectory(new FileDirectory(path));
+    if (path.endsWith('.json')) return Checkpoint.openIndex(new FileDirectory(dirname(path)), basename(path));
+    return Checkpoint.openSources(path, [await openFile(path)]);
   }
 
-  private static async openIndex(indexPath: string): Promise<Checkpoint> {
+  /** A checkpoint directory from any source of files: its model.safetensors.index.json, else its model.safetensors. */
+  static async openDirectory(dir: SourceDirectory): Promise<Checkpoint> {
+    if (await dir.open(INDEX_FILE)) return Checkpoint.openIndex(dir, INDEX_FILE);
+    const single = await dir.open('model.safetensors');
+    if (single) return Checkpoint.openSources(dir.name, [single]);
+    throw new SafetensorsError(`${dir.name}: no ${INDEX_FILE} or model.safetensors in this directory`);
+  }
+
+  private static async openIndex(dir: SourceDirectory, indexFile: string): Promise<Checkpoint> {
+    const indexSource = await dir.open(indexFile);
+    const indexPath = indexSource?.name ?? `${dir.name}/${indexFile}`;
     let json: unknown;
     try {
-      json = JSON.parse(await readFile(indexPath, 'utf8'));
+      if (!indexSource) throw new Error('no such file');
+      json = JSON.parse(await readText(indexSource, MAX_HEADER_BYTES));
     } catch (e) {
       throw new SafetensorsError(`${indexPath}: cannot read the index: ${(e as Error).message}`);
     }
@@ -250,17 +258,17 @@ export class Checkpoint {
       }
       byShard.set(shard, [...(byShard.get(shard) ?? []), name]);
     }
-    const dir = dirname(indexPath);
+    const shards = new Map<string, ByteSource>();
     for (const [shard, names] of byShard) {
-      if (!(await exists(join(dir, shard)))) {
-        throw new SafetensorsError(`${indexPath}: shard '${shard}' (holding '${names[0]}' and ${names.length - 1} other tensors) is missing from ${dir}`);
-      }
+      const source = await dir.open(shard);
+      if (!source) throw new SafetensorsError(`${indexPath}: shard '${shard}' (holding '${names[0]}' and ${names.length - 1} other tensors) is missing from ${dir.name}`);
+      shards.set(shard, source);
     }
-    const ckpt = await Checkpoint.openFiles(indexPath, [...byShard.keys()].map((s) => join(dir, s)));
+    const ckpt = await Checkpoint.openSources(indexPath, [...shards.values()]);
     for (const [shard, names] of byShard) {
       for (const name of names) {
         const t = ckpt.tensors.get(name);
-        if (t?.file !== join(dir, shard)) throw new SafetensorsError(`${indexPath}: tensor '${name}' is not in its shard '${shard}'${t ? ` (found in '${basename(t.file)}')` : ''}`);
+        if (t?.source !== shards.get(shard)) throw new SafetensorsError(`${indexPath}: tensor '${name}' is not in its shard '${shard}'${t ? ` (found in '${basename(t.file)}')` : ''}`);
       }
     }
     const unindexed = [...ckpt.tensors.keys()].filter((n) => !Object.hasOwn(map, n));
@@ -268,17 +276,17 @@ export class Checkpoint {
     return ckpt;
   }
 
-  private static async openFiles(source: string, files: string[]): Promise<Checkpoint> {
-    const headers = await Promise.all(files.map(readHeader));
+  private static async openSources(label: string, sources: ByteSource[]): Promise<Checkpoint> {
+    const headers = await Promise.all(sources.map((s) => readHeader(s)));
     const tensors = new Map<string, TensorInfo>();
     for (const h of headers) {
       for (const [name, t] of h.tensors) {
         const prev = tensors.get(name);
-        if (prev) throw new SafetensorsError(`${source}: tensor '${name}' is in both ${prev.file} and ${t.file}`);
+        if (prev) throw new SafetensorsError(`${label}: tensor '${name}' is in both ${prev.file} and ${t.file}`);
         tensors.set(name, t);
       }
     }
-    return new Checkpoint(source, headers, tensors);
+    return new Checkpoint(label, headers, tensors);
   }
 
   names(): string[] {
@@ -308,14 +316,5 @@ export class Checkpoint {
 
   readF32(name: string): Promise<Float32Array> {
     return readTensorF32(this.get(name));
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -1,4 +1,4 @@
-// Checkpoint -> GPU upload: each tensor is read by its file offsets in bounded chunks straight
+// Checkpoint -> GPU upload: each tensor is read from its byte source by its offsets in bounded chunks straight
 // into its GPU buffer(s), so memory use stays at one chunk however large the shard.
 //
 // Dtypes as stored: BF16 -> bf16 (packed u32 pairs), F16 -> f16, F32 -> f32, I32 -> i32, U32 -> u32.
@@ -6,8 +6,9 @@
 // layer scales, the class embedding) are uploaded as f32, because kernels take 1-D parameters
 // as f32. Callers can replace the rule with `widen`.
 
-import { open, type FileHandle } from 'node:fs/promises';
 import { bf16BitsToF32, f16BitsToF32, type DType, type Gpu, type Tensor } from '../gpu/index.js';
+import type { QuantDType } from './quantize.js';
+import { uploadQuantizedTensor } from './quantize-upload.js';
 import { SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
 
 export interface UploadProgress {
@@ -25,6 +26,8 @@ export interface UploadOptions {
   chunkBytes?: number;
   /** which tensors to upload as f32; default: float tensors with at most one dim > 1 */
   widen?: (info: TensorInfo) => boolean;
+  /** which tensors to quantize, and to what (src/weights/quantize.ts quantizeRule); default none */
+  quantize?: (info: TensorInfo) => QuantDType | undefined;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -59,7 +62,6 @@ function gpuShape(info: TensorInfo): number[] {
 
 class Uploader {
   private readonly chunk: Uint8Array;
-  private readonly handles = new Map<string, FileHandle>();
   private readonly start = performance.now();
   private done = 0;
   private sinceFlush = 0;
@@ -75,15 +77,16 @@ class Uploader {
   }
 
   async upload(info: TensorInfo): Promise<Tensor> {
+    const q = this.opts.quantize?.(info);
+    if (q) return uploadQuantizedTensor(this.gpu, info, q, this.chunk, (n) => this.advance(info.name, n));
     const dtype = gpuDtype(info, this.opts.widen);
     const t = await this.gpu.allocWeight(gpuShape(info), dtype, info.name);
     try {
-      const fh = await this.handle(info.file);
       const convert = dtype === 'f32' && info.dtype !== 'F32' ? info.dtype : null;
       for (let pos = 0; pos < info.byteLength; pos += this.chunk.length) {
         const n = Math.min(this.chunk.length, info.byteLength - pos);
         const bytes = this.chunk.subarray(0, n);
-        await readExact(fh, bytes, info.offset + pos, info.file, `tensor '${info.name}'`);
+        await readExact(info.source, bytes, info.offset + pos, `tensor '${info.name}'`);
         if (convert) {
           // 16-bit floats widened on the host: chunk offsets double in the f32 buffer
           const bits = new Uint16Array(bytes.buffer, 0, n / 2);
@@ -101,15 +104,6 @@ class Uploader {
     return t;
   }
 
-  private async handle(file: string): Promise<FileHandle> {
-    let fh = this.handles.get(file);
-    if (!fh) {
-      fh = await open(file, 'r');
-      this.handles.set(file, fh);
-    }
-    return fh;
-  }
-
   private async advance(name: string, n: number): Promise<void> {
     this.done += n;
     this.sinceFlush += n;
@@ -122,11 +116,6 @@ class Uploader {
       const seconds = (performance.now() - this.start) / 1000;
       this.opts.onProgress({ tensor: name, bytesDone: this.done, bytesTotal: this.total, seconds, bytesPerSecond: seconds > 0 ? this.done / seconds : 0 });
     }
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.handles.values()].map((fh) => fh.close()));
-    this.handles.clear();
   }
 }
 
@@ -150,8 +139,6 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
   } catch (e) {
     for (const t of out.values()) t.release();
     throw e;
-  } finally {
-    await up.close();
   }
   return out;
 }

@@ -1,0 +1,67 @@
+// One benchmark item through the library API: chat() with greedy decoding, as the official
+// scripts' model.chat(..., do_sample=False, num_beams=1).
+
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chat, type ChatRequest, type ChatStats, type LoadedModel } from '../src/index.js';
+import type { EvalItem } from './tasks.js';
+
+/** One line of a results file. */
+export interface ResultLine {
+  key: string;
+  index: number;
+  question_id: string | number | null;
+  subtask?: string;
+  question: string;
+  answer: string;
+  annotation: string | string[];
+  /** the checkpoint folder that answered */
+  model: string;
+  /** host:pid of the process that answered */
+  worker: string;
+  timings: Pick<ChatStats, 'promptTokens' | 'newTokens' | 'preprocessMs' | 'visionMs' | 'prefillMs' | 'timeToFirstTokenMs' | 'decodeTokensPerSecond' | 'stop'> & { totalMs: number };
+}
+
+export const workerName = `${hostname()}:${process.pid}`;
+
+/** The chat request for an item, media paths resolved against the dataset folder. */
+export function chatRequest(item: EvalItem, dataDir: string, stopIds: number[]): ChatRequest {
+  const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, sampling: { temperature: 0 }, stopIds };
+  if (item.image) {
+    req.images = [resolve(dataDir, item.image)];
+    req.maxTiles = item.maxTiles;
+  }
+  if (item.video) req.video = { ...item.video, path: resolve(dataDir, item.video.path) };
+  if (item.frameFolder) req.video = { path: resolve(dataDir, item.frameFolder.path), framePaths: item.frameFolder.files.map((f) => join(resolve(dataDir), f)) };
+  return req;
+}
+
+export async function answerItem(m: LoadedModel, item: EvalItem, dataDir: string): Promise<ResultLine> {
+  const t0 = performance.now();
+  const turn = chat(m.model, m.tokenizer, chatRequest(item, dataDir, m.stopIds));
+  let r = await turn.next();
+  while (!r.done) r = await turn.next();
+  const { stats, answer } = r.value;
+  return {
+    key: item.key,
+    index: item.index,
+    question_id: item.questionId,
+    ...(item.subtask !== undefined ? { subtask: item.subtask } : {}),
+    question: item.question,
+    answer,
+    annotation: item.annotation,
+    model: resolve(m.dir),
+    worker: workerName,
+    timings: {
+      promptTokens: stats.promptTokens,
+      newTokens: stats.newTokens,
+      preprocessMs: stats.preprocessMs,
+      visionMs: stats.visionMs,
+      prefillMs: stats.prefillMs,
+      timeToFirstTokenMs: stats.timeToFirstTokenMs,
+      decodeTokensPerSecond: stats.decodeTokensPerSecond,
+      stop: stats.stop,
+      totalMs: performance.now() - t0,
+    },
+  };
+}
