@@ -6,7 +6,8 @@
 
 import { createFile, DataStream, Endianness, MP4BoxBuffer, type Movie, type Sample } from 'mp4box';
 import { sourceOf } from './fs.js';
-import type { ByteSource } from './source.js';
+import { readExact } from '../weights/safetensors.js';
+import type { ByteSource } from '../weights/source.js';
 import { normalizeTiles } from '../preprocess/image.js';
 import { resizeBicubic, type RgbImage } from '../preprocess/resize.js';
 import { frameIndices, type LoadedVideo, type VideoInfo, type VideoOptions } from '../preprocess/video.js';
@@ -56,8 +57,9 @@ async function demux(source: ByteSource, name: string): Promise<Demuxed> {
   let error = '';
   file.onError = (module: string, message: string) => (error ||= `${module}: ${message}`);
   for (let pos = 0; !movie && !error && pos < source.size; ) {
-    const bytes = await source.read(pos, READ_CHUNK);
-    const next = file.appendBuffer(MP4BoxBuffer.fromArrayBuffer(bytes.slice().buffer, pos), pos + bytes.length >= source.size);
+    const bytes = new Uint8Array(Math.min(READ_CHUNK, source.size - pos));
+    await readExact(source, bytes, pos, 'MP4 boxes');
+    const next = file.appendBuffer(MP4BoxBuffer.fromArrayBuffer(bytes.buffer, pos), pos + bytes.length >= source.size);
     pos = next > pos ? next : pos + bytes.length;
   }
   file.flush();
@@ -134,7 +136,8 @@ async function decodeSelected(source: ByteSource, d: Demuxed, indices: number[],
     decoder.configure(d.config);
     for (let i = 0; i <= lastSample && !failure; i++) {
       const s = d.samples[i];
-      const data = await source.read(s.offset, s.size);
+      const data = new Uint8Array(s.size);
+      await readExact(source, data, s.offset, `frame data (sample ${i})`);
       decoder.decode(new EncodedVideoChunk({ type: s.is_sync ? 'key' : 'delta', timestamp: rank[i], duration: 1, data }));
       if (decoder.decodeQueueSize > 8) await new Promise((r) => decoder.addEventListener('dequeue', r, { once: true }));
     }
