@@ -51,7 +51,7 @@ async function startHubLoad(p: Page): Promise<void> {
 
 async function loadFromHub(): Promise<void> {
   await startHubLoad(page);
-  await page.waitForSelector('#model-status[data-state=ready], #error:not([hidden])', { timeout: 60_000 });
+  await page.waitForSelector('#model-status[data-state=ready], #error:not([hidden])', { timeout: 120_000 });
   expect(await page.isHidden('#error'), (await page.textContent('#error-text')) ?? '').toBe(true);
 }
 
@@ -61,7 +61,7 @@ async function ask(question: string, files: string[]): Promise<{ text: string; s
   await page.fill('#question', question);
   await page.click('#send');
   const answer = page.locator('.assistant').nth(before);
-  await answer.and(page.locator('[data-done]')).waitFor({ timeout: 90_000 });
+  await answer.and(page.locator('[data-done]')).waitFor({ timeout: 240_000 });
   expect(await answer.getAttribute('data-done'), (await page.textContent('#error-text')) ?? '').toBe('done');
   return { text: (await answer.locator('.text').textContent())!, stats: (await answer.locator('.stats').textContent())! };
 }
@@ -100,7 +100,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     }
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'chat.png'), fullPage: true });
-  }, 300_000);
+  }, 600_000);
 
   it('a second load reads the OPFS cache, not the hub', async () => {
     hub.seen.length = 0;
