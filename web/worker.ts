@@ -71,7 +71,7 @@ async function mountModel(source: ModelSource): Promise<{ name: string; download
   return { name: `${source.repo}@${commit.slice(0, 10)}`, downloaded };
 }
 
-async function load(source: ModelSource): Promise<void> {
+async function load(source: ModelSource, dtype: 'bf16' | 'q8' | 'q4'): Promise<void> {
   session?.dispose();
   session = null;
   loaded?.dispose();
@@ -81,6 +81,7 @@ async function load(source: ModelSource): Promise<void> {
   const start = performance.now();
   let bytes = 0;
   loaded = await loadModel(MODEL_DIR, {
+    dtype,
     onProgress: (p) => {
       bytes = p.bytesTotal;
       post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond });
@@ -153,7 +154,7 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     return;
   }
   try {
-    if (msg.type === 'load') await load(msg.source);
+    if (msg.type === 'load') await load(msg.source, msg.dtype);
     else await turn(msg);
   } catch (e) {
     post({ type: 'error', ...classify(e) });

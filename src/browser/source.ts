@@ -5,13 +5,13 @@
 import type { ByteSource } from '../weights/source.js';
 
 export class BlobSource implements ByteSource {
+  readonly size: number;
+
   constructor(
     readonly name: string,
     private readonly blob: Blob,
-  ) {}
-
-  get size(): number {
-    return this.blob.size;
+  ) {
+    this.size = blob.size;
   }
 
   async read(into: Uint8Array, position: number): Promise<number> {
