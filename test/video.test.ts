@@ -1,15 +1,18 @@
 // Video preprocessing: get_index parity with numpy (hundreds of cases in one Python call), frames
-// decoded through ffmpeg's select filter vs an independent full decode (test/pil_ref.py), PIL
-// resize parity per frame, and clear errors.
+// decoded by seeking (and by the full-decode fallback) vs an independent full decode
+// (test/pil_ref.py), PIL resize parity per frame, input safety, and clear errors.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { normalizeTiles } from '../src/preprocess/image.js';
 import type { RgbImage } from '../src/preprocess/resize.js';
-import { decodeFrames, frameIndices, loadVideo, probeVideo, roundHalfEven, type VideoInfo } from '../src/preprocess/video.js';
+import {
+  checkVideoFrames, decodeFrames, frameIndices, frameTimeline, loadVideo, probeVideo, roundHalfEven, seekPlan, type VideoInfo,
+} from '../src/preprocess/video.js';
 import { freshSeed, rng, SHARED } from './util.js';
 
 const VIDEO = join(SHARED, 'assets/example_video.mp4');
@@ -110,6 +113,38 @@ describe('video decoding', () => {
     expect(Buffer.compare(Buffer.from(video.data.buffer), Buffer.from(want.data.buffer))).toBe(0);
   });
 
+  it("seeking to the frames gives the full decode's bytes (B-frames, short GOPs; issue 10 items 18, 19)", { timeout: 120_000 }, async () => {
+    const seed = freshSeed();
+    const rand = rng(seed);
+    const path = join(dir, 'gop.mp4');
+    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=12', '-c:v', 'libx264', '-g', '23', '-bf', '3', '-pix_fmt', 'yuv420p', '-y', path]);
+    const info = await probeVideo(path);
+    expect(info.frameCount).toBe(300);
+    const timeline = (await frameTimeline(path, info))!;
+    expect(timeline.keyframe.filter(Boolean).length).toBeGreaterThan(10);
+    const frameBytes = info.width * info.height * 3;
+    const all = Array.from({ length: 300 }, (_, k) => k);
+    const ref = referenceFrames(path, info, all);
+    const sparse = [0, 1, 22, 23, 24, 299, ...Array.from({ length: 12 }, () => Math.floor(rand() * 300))];
+    const many = frameIndices(info.frameCount, info.fps, 128); // > 100 distinct: one select expression per run
+    // Every keyframe gap seeks (minSeekGap 0) / decoding on / the full-decode fallback.
+    for (const [indices, seek, minSeekGap, runs] of [[sparse, true, 0, 5], [many, true, 1000, 1], [many, false, 0, 1]] as const) {
+      const distinct = [...new Set(indices)].sort((a, b) => a - b);
+      const got = new Map<number, RgbImage>();
+      const stats = await decodeFrames(path, info, indices, (i, f) => got.set(i, f), { seek, minSeekGap });
+      expect(stats.fullDecode).toBe(!seek);
+      expect(stats.runs).toBeGreaterThanOrEqual(runs);
+      if (seek) expect(stats.runs).toBe(seekPlan(timeline, distinct, minSeekGap).length);
+      distinct.forEach((idx) => {
+        const want = ref.data.subarray(idx * frameBytes, (idx + 1) * frameBytes);
+        expect(Buffer.compare(Buffer.from(got.get(idx)!.data), want), `frame ${idx} of ${distinct.length}, seek ${seek} (seed ${seed})`).toBe(0);
+      });
+    }
+    // The issue's case: 128 frames of the example video (main: ffmpeg "Cannot allocate memory").
+    const video = await loadVideo(VIDEO, { frames: 128, imageSize: 8 });
+    expect(video.shape).toEqual([128, 3, 8, 8]);
+  });
+
   it('short video with repeated indices (more segments than frames)', { timeout: 30_000 }, async () => {
     const path = join(dir, 'short.mp4');
     execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=70x46:rate=5:duration=2.4', '-pix_fmt', 'yuv420p', '-y', path]);
@@ -119,6 +154,55 @@ describe('video decoding', () => {
     const ref = referenceFrames(path, video.info, video.indices);
     const want = normalizeTiles(pilTiles(ref.data, video.info, 16, 32), 32);
     expect(Buffer.compare(Buffer.from(video.data.buffer), Buffer.from(want.data.buffer))).toBe(0);
+  });
+
+  it('checks the frame count against the pixel budget before probing (issue 10 item 2)', async () => {
+    expect(() => checkVideoFrames(100_000, 448)).toThrow(/100000 frames of 448x448 need 229688 MiB of pixel values; the limit is 1024 MiB/);
+    expect(() => checkVideoFrames(64, 448)).not.toThrow();
+    expect(() => checkVideoFrames(445, 448)).not.toThrow();
+    expect(() => checkVideoFrames(446, 448)).toThrow(/limit is 1024 MiB/);
+    expect(() => checkVideoFrames(8, 448, 8 * 3 * 448 * 448 * 4 - 1)).toThrow(/8 frames/);
+    expect(() => checkVideoFrames(1.5, 448)).toThrow(/positive integer/);
+    // Before ffprobe runs: a missing ffprobe is not what fails.
+    await expect(loadVideo(VIDEO, { frames: 100_000, ffprobePath: '/nonexistent/ffprobe' })).rejects.toThrow(/100000 frames of 448x448/);
+  });
+
+  it('opens only regular local files: no option injection, no network (issue 10 item 14)', { timeout: 60_000 }, async () => {
+    let connections = 0;
+    const server = createServer((_, res) => {
+      connections++;
+      res.end();
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const url = `http://127.0.0.1:${port}/video.mp4`;
+      await expect(probeVideo(url)).rejects.toThrow(/no such file \(URLs are not opened unless allowAnyInput is set\)/);
+      await expect(loadVideo(url, { frames: 2, imageSize: 16 })).rejects.toThrow(/URLs are not opened/);
+      // A local playlist that points at the network: only the file protocol is allowed.
+      const playlist = join(dir, 'remote.m3u8');
+      writeFileSync(playlist, `#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n${url}\n#EXT-X-ENDLIST\n`);
+      await expect(probeVideo(playlist)).rejects.toThrow(/cannot read video/);
+      expect(connections).toBe(0);
+      await expect(probeVideo(url, { allowAnyInput: true })).rejects.toThrow(/cannot read video/);
+      expect(connections).toBeGreaterThan(0); // the opt-in does reach the network
+    } finally {
+      server.close();
+    }
+    await expect(probeVideo('/dev/zero')).rejects.toThrow(/not a regular file/);
+    await expect(probeVideo(dir)).rejects.toThrow(/not a regular file/);
+    // A file named like an option is a file, for ffprobe and ffmpeg alike.
+    const sub = join(dir, 'dash');
+    mkdirSync(sub);
+    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5:duration=1', '-pix_fmt', 'yuv420p', '-y', join(sub, '-x.mp4')]);
+    const cwd = process.cwd();
+    process.chdir(sub);
+    try {
+      expect((await probeVideo('-x.mp4')).frameCount).toBe(5);
+      expect((await loadVideo('-x.mp4', { frames: 3, imageSize: 8 })).shape).toEqual([3, 3, 8, 8]);
+    } finally {
+      process.chdir(cwd);
+    }
   });
 
   it('gives clear errors for missing ffmpeg, unreadable files and files without video', async () => {

@@ -11,7 +11,7 @@
 //
 // Row layout (bytes; the same in a storage buffer and in texels, 16 bytes each, of a weight texture):
 //   q4: [0, K/2)      codes: group g in bytes 16g .. 16g+15; its word j (bytes 16g+4j ..) holds
-//                     elements 32g+8j .. +7: byte b = (q[8j+b] + 8) | (q[8j+b+4] + 8) << 4
+//                     elements 32g+8j .. +7 as 4-bit two's complement: byte b = (q[8j+b] & 15) | (q[8j+b+4] & 15) << 4
 //   q8: [0, K)        codes: byte k = q[k] as int8 (two's complement)
 //   then ceil(K / 256) * 16 bytes of scales: f16 bits of d_g at byte codeBytes + 2g, zero padded,
 //   so a row is a whole number of 16-byte texels and group scales sit 8 to a texel.
@@ -85,7 +85,7 @@ export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number): U
         for (let i = 0; i < QUANT_GROUP; i++) out[row + g * QUANT_GROUP + i] = q[i] & 0xff;
       } else {
         for (let j = 0; j < 4; j++) {
-          for (let b = 0; b < 4; b++) out[row + 16 * g + 4 * j + b] = (q[8 * j + b] + 8) | ((q[8 * j + b + 4] + 8) << 4);
+          for (let b = 0; b < 4; b++) out[row + 16 * g + 4 * j + b] = (q[8 * j + b] & 15) | ((q[8 * j + b + 4] & 15) << 4);
         }
       }
     }
@@ -138,7 +138,8 @@ export function dequantizeRows(dtype: QuantDType, bytes: Uint8Array, K: number):
         const j = Math.floor(i / 8);
         const b = i % 8;
         const byte = bytes[row + 16 * g + 4 * j + (b % 4)];
-        q = (b < 4 ? byte & 15 : byte >> 4) - 8;
+        const nibble = b < 4 ? byte & 15 : byte >> 4;
+        q = nibble >= 8 ? nibble - 16 : nibble;
       }
       out[r * K + k] = d * q;
     }
