@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chat, IM_END_ID, type ChatRequest, type ChatStats, type LoadedModel } from '../src/index.js';
+import { chat, type ChatRequest, type ChatStats, type LoadedModel } from '../src/index.js';
 import type { EvalItem } from './tasks.js';
 
 /** One line of a results file. */
@@ -27,9 +27,9 @@ export interface ResultLine {
 export const workerName = `${hostname()}:${process.pid}`;
 
 /** The chat request for an item, media paths resolved against the dataset folder. */
-function chatRequest(item: EvalItem, dataDir: string): ChatRequest {
+function chatRequest(item: EvalItem, dataDir: string, imEnd: number): ChatRequest {
   // InternVL's chat() sets generation_config's eos_token_id to <|im_end|> alone
-  const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, sampling: { temperature: 0 }, stopIds: [IM_END_ID] };
+  const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, sampling: { temperature: 0 }, stopIds: [imEnd] };
   if (item.image) {
     req.images = [resolve(dataDir, item.image)];
     req.maxTiles = item.maxTiles;
@@ -41,7 +41,7 @@ function chatRequest(item: EvalItem, dataDir: string): ChatRequest {
 
 export async function answerItem(m: LoadedModel, item: EvalItem, dataDir: string): Promise<ResultLine> {
   const t0 = performance.now();
-  const turn = chat(m.model, m.tokenizer, chatRequest(item, dataDir));
+  const turn = chat(m.model, m.tokenizer, chatRequest(item, dataDir, m.tokenizer.specialId('<|im_end|>')));
   let r = await turn.next();
   while (!r.done) r = await turn.next();
   const { stats, answer, prompt } = r.value;

@@ -141,10 +141,12 @@ export class Gpu {
     void device.lost.then((info) => {
       this.lostReason = info.reason === 'destroyed' ? 'the device was destroyed' : `the GPU device was lost (${info.reason}): ${info.message}`;
     });
-    device.addEventListener('uncapturederror', (ev) => {
-      this.uncaptured ??= (ev as GPUUncapturedErrorEvent).error.message;
-    });
+    device.addEventListener('uncapturederror', this.onUncapturedError);
   }
+
+  private readonly onUncapturedError = (ev: Event): void => {
+    this.uncaptured ??= (ev as GPUUncapturedErrorEvent).error.message;
+  };
 
   /** Throws if the device is lost or an earlier error escaped the error scopes. */
   assertUsable(): void {
@@ -293,6 +295,9 @@ export class Gpu {
     this.pool.trim();
     for (const b of this.uniformChunks) b.destroy();
     this.uniformChunks = [];
+    // The listener holds this Gpu (and through keepAlive Dawn's instance): left on the device it
+    // keeps the whole native graph alive after destroy, a few MB per load/dispose cycle.
+    this.device.removeEventListener('uncapturederror', this.onUncapturedError);
     this.device.destroy();
   }
 }
