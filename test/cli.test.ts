@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkAgainstConfig, checkInputs, parse, readPromptFile, UsageError } from '../run.js';
+import { InputError, readMedia, type InternVL } from '../src/index.js';
 import { loadConfig } from '../src/weights/config.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
 import { SHARED } from './util.js';
@@ -124,6 +125,48 @@ describe('--interactive', () => {
     expect(code, c.stderr).toBe(0);
   }, 240_000);
 
+  // Python's pty module gives the child a terminal: readline then reads Ctrl-C as a key (no signal is sent)
+  const PTY_DRIVER = `
+import json, os, pty, select, sys, time
+argv, long = json.loads(sys.argv[1]), sys.argv[2].encode()
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+out = b''
+def until(test, seconds=120):
+    global out
+    end = time.time() + seconds
+    while not test() and time.time() < end:
+        if select.select([fd], [], [], 0.2)[0]:
+            try: out += os.read(fd, 4096)
+            except OSError: break
+    return test()
+until(lambda: b'> ' in out)
+os.write(fd, long + b'\\r')
+asked = until(lambda: long in out)
+at = len(out)
+started = until(lambda: len(out) > at + 8)
+os.write(fd, b'\\x03')
+stopped = until(lambda: b'(aborted)' in out)
+os.write(fd, b'\\x03')
+_, status = os.waitpid(pid, 0)
+print(json.dumps({'asked': asked, 'started': started, 'stopped': stopped, 'code': os.waitstatus_to_exitcode(status), 'out': out.decode(errors='replace')[-2000:]}))
+`;
+
+  it('on a terminal (pty): a typed Ctrl-C stops the answer, a second at the prompt quits with 0', async () => {
+    const argv = [process.execPath, '--import', 'tsx', 'run.ts', '--model', model, '--interactive', '--max-new-tokens', '300'];
+    const r = await new Promise<string>((resolve, reject) => {
+      const p = spawn('/usr/bin/python3', ['-c', PTY_DRIVER, JSON.stringify(argv), LONG], { cwd: ROOT });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`pty driver exited ${code}: ${out}${err}`))));
+    });
+    const result = JSON.parse(r);
+    expect(result, result.out).toMatchObject({ asked: true, started: true, stopped: true, code: 0 });
+  }, 180_000);
+
   it('a failing turn prints its error and the conversation goes on', async () => {
     const r = await run(['--model', model, '--interactive', '--max-new-tokens', '300'], `what is <IMG_CONTEXT> here\n${SHORT}\n`);
     expect(r.code, r.stderr).toBe(0);
@@ -222,6 +265,11 @@ describe('inputs and flags are checked before the weights load (exit 2, one mess
     const err = await checkInputs(parse(['--video', notVideo])).catch((e: Error) => e);
     expect(err).toBeInstanceOf(UsageError);
     expect((err as Error).message.match(/cannot read video/g) ?? [], (err as Error).message).toHaveLength(1);
+    // the library says it once too (readMedia needs only the model's config)
+    const model_ = { config: await loadConfig(model) } as unknown as InternVL;
+    const libraryErr = await readMedia(model_, { video: { path: notVideo } }).catch((e: Error) => e);
+    expect(libraryErr).toBeInstanceOf(InputError);
+    expect((libraryErr as Error).message.match(/cannot read video/g) ?? [], (libraryErr as Error).message).toHaveLength(1);
   });
 });
 
@@ -243,5 +291,16 @@ describe('exit statuses of checkpoint and download failures', () => {
     expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toMatch(/Cannot reach http:\/\/127\.0\.0\.1:9/);
     expect(r.stderr).not.toMatch(/PVC_DEBUG/);
+  }, 60_000);
+
+  it('scripts/download.ts says the same with the same status', async () => {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/download.ts', '--dir', join(tmp, 'download')], { cwd: ROOT, env: { ...process.env, HF_ENDPOINT: 'http://127.0.0.1:9' } });
+      let stderr = '';
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/download failed \(offline\): Cannot reach/);
   }, 60_000);
 });

@@ -299,11 +299,14 @@ describe('the queue and disconnects', () => {
     const it = long[Symbol.asyncIterator]();
     await it.next();
     await it.next(); // generation is running
+    expect((await health()).status).toBe('busy');
     const waiting = ask('Next.', { max_tokens: 2 });
     await waitFor('the second request to queue', async () => (await health()).queued === 1);
-    const refused = await apiError(ask('One too many.'));
-    expect([refused.status, refused.code]).toEqual([429, 'rate_limit_exceeded']);
-    expect(Number(refused.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    for (const content of ['One too many.', CASES.image.content]) {
+      const refused = await apiError(ask(content));
+      expect([refused.status, refused.code]).toEqual([429, 'rate_limit_exceeded']);
+      expect(Number(refused.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    }
 
     const before = logs.length;
     ac.abort();

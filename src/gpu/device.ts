@@ -1,6 +1,7 @@
 // Device acquisition (Node through Dawn's npm `webgpu`, or a browser's navigator.gpu) and the
 // Gpu object that owns everything device-side: buffer pool, uniform arena, pipeline cache.
 
+import { throttleDawnPolling } from './dawn-poll.js';
 import { loadKernelSources } from './kernels.js';
 import { BufferPool } from './pool.js';
 import { PipelineCache, type Defines } from './pipelines.js';
@@ -61,6 +62,7 @@ async function getNavigatorGpu(): Promise<GPU> {
     throw new Error(`cannot load Dawn's Node bindings (npm package 'webgpu'): ${(e as Error).message}. Run 'npm install'.`);
   }
   Object.assign(globalThis, mod.globals);
+  throttleDawnPolling();
   // Unquantised timestamps so the profiler can time single kernels.
   return mod.create(['disable-dawn-features=timestamp_quantization']);
 }

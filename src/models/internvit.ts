@@ -5,7 +5,7 @@
 // token position. Activations are [F * (1 + P), C] rows: frame-major, CLS first in each frame.
 
 import type { Recorder } from '../gpu/recorder.js';
-import { scope } from '../gpu/scope.js';
+import { advance, scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { VisionConfig } from '../weights/config.js';
 import { attention, temporalAttention } from '../ops/attention.js';
@@ -147,13 +147,11 @@ export class InternViT {
 
     this.layers.forEach((layer, i) => {
       const at = { tokens, tap: tap && ((name: string, t: Tensor) => tap(`${name}.${i}`, t)) };
-      const next = scope(() => {
+      xs = scope(() => {
         const mods = conds.map((cond) => (layer.adaln && cond ? matmul(rec, cond, layer.adaln.weight, { bias: layer.adaln.bias }) : null));
-        const afterTemporal = layer.temporal ? this.temporalBranch(rec, layer, xs, mods, opts.temporalTokens ?? tokens, at) : xs;
-        return afterTemporal.map((x, k) => this.spatialBranches(rec, layer, x, mods[k], at));
+        if (layer.temporal) xs = advance(xs, (xs) => this.temporalBranch(rec, layer, xs, mods, opts.temporalTokens ?? tokens, at));
+        return xs.map((x, k) => this.spatialBranches(rec, layer, x, mods[k], at));
       });
-      for (const x of xs) x.release(); // the previous layer's output, carried into this one
-      xs = next;
       for (const x of xs) tap?.(`vision.layer.${i}`, x);
     });
     for (const cond of conds) cond?.release();
@@ -167,9 +165,11 @@ export class InternViT {
   }
 
   private normed(rec: Recorder, layer: VitLayer, h: Tensor, norm: { weight: Tensor; bias: Tensor }, mod: Tensor | null, branch: Branch, tokens: number): Tensor {
-    const ln = layerNorm(rec, h, norm.weight, norm.bias, this.config.layerNormEps);
     const ch = this.adaln(layer, mod, branch);
-    return ch ? modulate(rec, ln, mod!, { tokensPerFrame: tokens, shiftChunk: ch.shift, scaleChunk: ch.scale }) : ln;
+    return scope(() => {
+      const ln = layerNorm(rec, h, norm.weight, norm.bias, this.config.layerNormEps);
+      return ch ? modulate(rec, ln, mod!, { tokensPerFrame: tokens, shiftChunk: ch.shift, scaleChunk: ch.scale }) : ln;
+    });
   }
 
   /** T-MHA over the frames of every chunk at each token position, added to each chunk's residual stream. */
@@ -179,7 +179,7 @@ export class InternViT {
     const heads = this.config.numAttentionHeads;
     const { tokens } = at;
     const mask = this.switches.temporal_mask === 'bidirectional' ? 'none' : 'causal';
-    const qkvs = xs.map((x, k) => matmul(rec, this.normed(rec, layer, x, t.norm, mods[k], 'tmha', tokens), t.qkv.weight, { bias: t.qkv.bias }));
+    const qkvs = xs.map((x, k) => scope(() => matmul(rec, this.normed(rec, layer, x, t.norm, mods[k], 'tmha', tokens), t.qkv.weight, { bias: t.qkv.bias })));
     const frames = xs.map((x) => x.shape[0] / tokens);
     let attn: Tensor[];
     if (xs.length === 1 && temporalTokens >= tokens) attn = [temporalAttention(rec, qkvs[0].reshape([frames[0], tokens, 3 * c]), heads, mask).reshape([frames[0] * tokens, c])];
@@ -198,8 +198,10 @@ export class InternViT {
         out.release();
       }
     }
+    for (const q of qkvs) q.release();
     return xs.map((x, k) => {
       const y = matmul(rec, attn[k], t.proj.weight, { bias: t.proj.bias });
+      attn[k].release();
       at.tap?.('vision.temporal_attn', y);
       const ch = this.adaln(layer, mods[k], 'tmha');
       return gatedResidual(rec, x, y, { gate: ch ? { mod: mods[k]!, chunk: ch.gate, tokensPerFrame: tokens } : undefined });
@@ -219,14 +221,19 @@ export class InternViT {
       const y = matmul(rec, input, lin.weight, { bias: lin.bias });
       return gatedResidual(rec, x0, y, { scale: ls, gate: { mod: mod!, chunk: ch.gate, tokensPerFrame: tokens } });
     };
-    const afterAttn = scope(() => {
-      const qkv = matmul(rec, this.normed(rec, layer, x, layer.norm1, mod, 'attn', tokens), layer.qkv.weight, { bias: layer.qkv.bias });
-      const d = c / heads;
-      const view = (offset: number) => ({ tensor: qkv, offset, rowStride: 3 * c, batchStride: tokens * 3 * c, groupStride: d });
-      const a = attention(rec, view(0), view(c), view(2 * c), { heads, headDim: d, lq: tokens, lk: tokens, batch: frames }).reshape([frames * tokens, c]);
+    const d = c / heads;
+    const afterAttn = advance(x, (x) => {
+      const a = scope(() => {
+        const qkv = scope(() => matmul(rec, this.normed(rec, layer, x, layer.norm1, mod, 'attn', tokens), layer.qkv.weight, { bias: layer.qkv.bias }));
+        const view = (offset: number) => ({ tensor: qkv, offset, rowStride: 3 * c, batchStride: tokens * 3 * c, groupStride: d });
+        return attention(rec, view(0), view(c), view(2 * c), { heads, headDim: d, lq: tokens, lk: tokens, batch: frames }).reshape([frames * tokens, c]);
+      });
       return addBranch(x, a, layer.proj, 'attn', layer.ls1);
     });
-    return scope(() => addBranch(afterAttn, matmul(rec, this.normed(rec, layer, afterAttn, layer.norm2, mod, 'mlp', tokens), layer.fc1.weight, { bias: layer.fc1.bias, epilogue: 'gelu' }), layer.fc2, 'mlp', layer.ls2));
+    return advance(afterAttn, (x) => {
+      const hidden = scope(() => matmul(rec, this.normed(rec, layer, x, layer.norm2, mod, 'mlp', tokens), layer.fc1.weight, { bias: layer.fc1.bias, epilogue: 'gelu' }));
+      return addBranch(x, hidden, layer.fc2, 'mlp', layer.ls2);
+    });
   }
 }
 

@@ -4,7 +4,8 @@
 // prompt's embeddings, in order. Generation (the decode loop, sampling, chat) is src/generate's.
 
 import type { Gpu } from '../gpu/device.js';
-import type { Recorder } from '../gpu/recorder.js';
+import type { Recorder, TypedArray } from '../gpu/recorder.js';
+import { argmax, NON_FINITE_BIT, NonFiniteError } from '../ops/reduce.js';
 import { scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { Tokenizer } from '../text/tokenizer.js';
@@ -185,13 +186,23 @@ export class InternVL {
         px.push(await this.gpu.upload([n, 3, s, s], 'f32', pixels.subarray(f * 3 * s * s, (f + n) * 3 * s * s), 'pixels'));
         if (times) te.push(await this.gpu.upload([n, 256], 'f32', times.subarray(f * 256, (f + n) * 256), 'timestamps'));
       }
+      // each row's argmax flags NaN / +Inf: read with the rows' step, so a broken vision tower is named as such
+      const flags: Promise<TypedArray>[] = [];
       const rows = await this.gpu.step((rec) =>
         scope(() => {
           const tap: Tap | undefined = collector?.tap && ((name, x) => collector.tap!(rec, name, x));
           const vit = this.vision.forward(rec, px, times ? te : null, { temporalTokens: chunking.temporalTokens, tap });
-          return vit.map((x, k) => this.projector.forward(rec, x, px[k].shape[0], tap));
+          return vit.map((x, k) => {
+            const r = this.projector.forward(rec, x, px[k].shape[0], tap);
+            flags.push(rec.read(argmax(rec, r)));
+            return r;
+          });
         }),
       );
+      if ((await Promise.all(flags)).some((f) => f.some((v) => v & NON_FINITE_BIT))) {
+        for (const r of rows) r.release();
+        throw new NonFiniteError('the vision tower or the projector produced non-finite values (NaN or infinity): an activation overflowed, or a weight is corrupt');
+      }
       return { rows, framesPerChunk: chunking.frames };
     } finally {
       for (const t of [...px, ...te]) t.release();

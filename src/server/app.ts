@@ -68,6 +68,8 @@ class Stopped extends Error {
   }
 }
 
+const tooBusy = (e: QueueFullError) => new ApiError(429, e.message, 'rate_limit_exceeded', null, e.retryAfter);
+
 /** The engine's failures that are the request's fault: bad files, values, a prompt past the context. */
 function inputError(e: InputError, media: ResolvedMedia): ApiError {
   const context = /context holds/.test(e.message);
@@ -202,7 +204,10 @@ export function createServer(opts: ServerOptions): ChatServer {
 
   app.get('/health', async (_request, reply) => {
     const status = health();
-    const body = { status, queued: queue.size, ...(status === 'failed' ? { error: loadError } : {}) };
+    const pool = engine?.m.gpu.pool;
+    const { rss, heapUsed, external } = process.memoryUsage();
+    const memory = { rss_bytes: rss, js_heap_bytes: heapUsed, external_bytes: external, gpu_allocated_bytes: pool?.allocatedBytes ?? 0, gpu_pooled_free_bytes: pool?.freeBytes ?? 0 };
+    const body = { status, queued: queue.size, memory, ...(status === 'failed' ? { error: loadError } : {}) };
     return reply.code(status === 'ready' || status === 'busy' ? 200 : 503).send(body);
   });
 
@@ -240,13 +245,15 @@ export function createServer(opts: ServerOptions): ChatServer {
     const stream = body.stream ? new EventStream(reply) : null;
     const chunk = (delta: object, finish: string | null = null) => ({ id, object: 'chat.completion.chunk', created, model: opts.modelName, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
 
+    const full = queue.refusal();
+    if (full) throw tooBusy(full); // before any work on the media
+    const media = await resolveMedia(conv.media, opts.media);
     const abort = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableEnded) abort.abort(new Stopped('client'));
     };
     reply.raw.on('close', onClose);
     active.add(abort);
-    const media = await resolveMedia(conv.media, opts.media);
     const tQueued = performance.now();
     let text = '';
     try {
@@ -267,6 +274,10 @@ export function createServer(opts: ServerOptions): ChatServer {
             if (e instanceof InputError) throw inputError(e, media);
             if (!(e instanceof Stopped || e instanceof ApiError)) recover(m, conversations, e);
             throw e;
+          } finally {
+            // activations of this request's shapes go back to the device: memory stays flat however
+            // prompt lengths vary (the kept conversation's KV cache is live, not freed)
+            if (engine?.m === m) m.gpu.pool.trim();
           }
         },
         { signal: abort.signal },
@@ -316,7 +327,7 @@ export function createServer(opts: ServerOptions): ChatServer {
       }
       const err =
         e instanceof ApiError ? e
-        : e instanceof QueueFullError ? new ApiError(429, e.message, 'rate_limit_exceeded', null, e.retryAfter)
+        : e instanceof QueueFullError ? tooBusy(e)
         : e instanceof QueueClosedError ? new ApiError(503, e.message, 'shutting_down')
         : new ApiError(500, `generation failed: ${(e as Error).message}`, 'internal_error');
       if (err.status >= 500) request.log.error({ err: e }, 'request failed');

@@ -8,7 +8,7 @@
 //   worker's item by another worker, and the summary equals the single-process run's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +18,13 @@ import type { Summary } from '../../eval/results.js';
 import { runTask } from '../../eval/run.js';
 import { TASKS } from '../../eval/tasks.js';
 import { loadModel, type LoadedModel } from '../../src/index.js';
+import { writeCheckpoint } from '../../src/weights/synthetic.js';
+import { freshSeed } from '../util.js';
 import { DATA_FOLDER, makeDatasets } from './datasets.js';
 import { official } from './official.js';
 
-const MODEL = '/work/ckpt/tiny';
+// a tiny random-weight checkpoint written here (its answers are noise; the pipeline is what is tested)
+const MODEL = mkdtempSync(join(tmpdir(), 'eval-tiny-'));
 const REPO = join(import.meta.dirname, '../..');
 const MAX_NEW = 4;
 const QUEUE_ITEMS = 5;
@@ -69,12 +72,14 @@ async function until(cond: () => boolean, what: string, ms = 120_000): Promise<v
 }
 
 beforeAll(async () => {
+  await writeCheckpoint(MODEL, 'tiny', { seed: freshSeed() });
   [root, m] = await Promise.all([makeDatasets(QUEUE_ITEMS, 1, MV_SUBTASKS), loadModel(MODEL)]);
 }, 300_000);
 
 afterAll(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   m?.dispose();
+  for (const dir of [MODEL, root]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('eval runs on the tiny checkpoint', () => {
