@@ -14,6 +14,7 @@ import { probeImage } from './src/preprocess/image-file.js';
 import { frameIndices, probeVideo } from './src/preprocess/video.js';
 import { IMG_CONTEXT } from './src/text/template.js';
 import { ConfigError, loadConfig, type ModelConfig } from './src/weights/config.js';
+import { formatLoadBreakdown, type UploadProgress } from './src/weights/upload.js';
 import { DownloadError, ensureWeights, howToGetWeights, isCompleteCheckpoint } from './src/weights/download.js';
 import { writeCheckpoint } from './src/weights/synthetic.js';
 
@@ -49,6 +50,7 @@ Model
                            max_dynamic_patch, 12 for the real model)
   --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
                            (q8: about half the memory, q4: about a third; docs/quantization.md)
+  --verbose                print where the load's time went (reading, GPU copies, page faults)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
   --max-new-tokens N       default 1024
@@ -101,6 +103,7 @@ export function parse(argv: string[]) {
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
         dtype: { type: 'string' },
+        verbose: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
@@ -139,6 +142,7 @@ export function parse(argv: string[]) {
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
     dtype: values.dtype ?? 'bf16',
+    verbose: values.verbose ?? false,
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
     help: values.help ?? false,
@@ -407,11 +411,21 @@ function usable(m: LoadedModel): boolean {
  * while reading the checkpoint are the directory's (exit 2), except GPU errors and JavaScript's own
  * error types, which point at a bug.
  */
-async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4'): Promise<LoadedModel> {
+async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', verbose: boolean): Promise<LoadedModel> {
   const gpu = await getDevice();
   const bar = progress('loading weights');
+  let last: UploadProgress | undefined;
   try {
-    return await loadModel(dir, { gpu, dtype, onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+    const m = await loadModel(dir, {
+      gpu,
+      dtype,
+      onProgress: (p) => {
+        last = p;
+        bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond);
+      },
+    });
+    if (verbose && last) process.stderr.write(`${formatLoadBreakdown(last)}\n`);
+    return m;
   } catch (e) {
     gpu.destroy();
     const bug = e instanceof GpuError || e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError;
@@ -432,7 +446,7 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   checkAgainstConfig(args, await loadConfig(dir));
-  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4');
+  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4', args.verbose);
   const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {
     if (args.interactive) await interactive(m, session, args, given);

@@ -203,6 +203,22 @@ async function main() {
       ['llm.decode.w2', 1, 14336, 4096],
       ['llm.prefill.w1', 512, 4096, 14336],
     ];
+    if (want('quant host')) {
+      // the load-time quantizer (host, one thread): CPU time per value, so a busy host matters less
+      const k = 4096;
+      const bits = toBf16Bits(Float32Array.from({ length: 1024 * k }, () => (Math.random() - 0.5) * 0.05));
+      for (const dtype of ['q8', 'q4'] as const) {
+        quantizeRows(dtype, bits.subarray(0, 16 * k), k); // warm-up (JIT)
+        const [t0, c0] = [performance.now(), process.cpuUsage()];
+        quantizeRows(dtype, bits, k);
+        const ms = performance.now() - t0;
+        const c = process.cpuUsage(c0);
+        const cpuMs = (c.user + c.system) / 1000;
+        const row: Row = { kernel: 'quantize (host)', shape: `1024x${k} bf16`, dtype, ms, note: `${((1024 * k) / cpuMs / 1e3).toFixed(1)} M values per CPU-second (${cpuMs.toFixed(0)} ms CPU): the full model's 7.74 G LLM weights in ~${((7.74e9 / ((1024 * k) / cpuMs)) / 1e3).toFixed(0)} s of CPU` };
+        rows.push(row);
+        emit(row);
+      }
+    }
     for (const [name, m, k, n] of quantShapes.filter(([name]) => want(`quant ${name}`))) {
       const x = await randomF32(gpu, [m, k], 'x');
       const dtypes = ['bf16', 'q8', 'q4'] as const;

@@ -205,6 +205,9 @@ const turn1 = await chatOnce(firstTurn);
 const turn2 = await chatOnce([...firstTurn, { role: 'assistant', content: turn1.choices[0].message.content }, { role: 'user', content: 'And the colours?' }]);
 const conversation = [turn1, turn2].map((t) => ({ promptTokens: t.usage.prompt_tokens, cachedTokens: t.usage.prompt_tokens_details.cached_tokens, prefilledTokens: t.timings.prefilled_tokens, visionMs: t.timings.vision_ms, ttftMs: t.timings.time_to_first_token_ms }));
 const rssStart = rssMb();
+const gpuMb = async () => ((await (await fetch(`${base}/health`)).json()) as { memory: { gpu_allocated_bytes: number } }).memory.gpu_allocated_bytes / 2 ** 20;
+const gpuStart = await gpuMb();
+const heapStart = ((await (await fetch(`${base}/health`)).json()) as { memory: { js_heap_bytes: number } }).memory.js_heap_bytes / 2 ** 20;
 let rssPeak = rssStart;
 const rssSeries: number[] = []; // every 5 s, to see whether memory levels off
 let ticks = 0;
@@ -221,7 +224,7 @@ const load = summarize(`load (${CLIENTS} clients)`, await drive(CLIENTS, SECONDS
 await new Promise((r) => setTimeout(r, 2000));
 clearInterval(sampler);
 const rssEnd = rssMb();
-const health = (await (await fetch(`${base}/health`)).json()) as { status: string };
+const health = (await (await fetch(`${base}/health`)).json()) as { status: string; memory: { gpu_allocated_bytes: number; js_heap_bytes: number } };
 // the server logs each request its client dropped: time from the disconnect to a free worker, and the turn's decode step
 const dropped = log
   .split('\n')
@@ -242,6 +245,8 @@ const report = {
   load,
   loadVsCeiling: load.answeredPerSecond / ceiling.answeredPerSecond,
   rssMb: { start: rssStart, peak: rssPeak, end: rssEnd, every5s: rssSeries },
+  gpuAllocatedMb: { start: gpuStart, end: health.memory.gpu_allocated_bytes / 2 ** 20 },
+  jsHeapMb: { start: heapStart, end: health.memory.js_heap_bytes / 2 ** 20 },
   healthAfter: health.status,
   disconnectsSeenByServer: dropped.length,
   freedAfterDisconnectMs: { p50: pct(dropped.map((d) => d.freedMs), 50), max: Math.max(0, ...dropped.map((d) => d.freedMs)) },
@@ -263,6 +268,7 @@ else {
   }
   console.log(`RSS MB: start ${rssStart.toFixed(0)}, peak ${rssPeak.toFixed(0)}, end ${rssEnd.toFixed(0)} (end - start ${(rssEnd - rssStart).toFixed(0)}); every 5 s: ${rssSeries.join(' ')}`);
   const freed = report.freedAfterDisconnectMs;
+  console.log(`GPU bytes allocated by the engine, MB: start ${report.gpuAllocatedMb.start.toFixed(1)}, end ${report.gpuAllocatedMb.end.toFixed(1)}; JS heap MB: start ${report.jsHeapMb.start.toFixed(1)}, end ${report.jsHeapMb.end.toFixed(1)}`);
   console.log(`disconnects seen by the server: ${report.disconnectsSeenByServer}; worker free after a disconnect: p50 ${f(freed.p50)} ms, max ${f(freed.max)} ms (a decode step: ${f(report.decodeStepMs)} ms)`);
   console.log(`health after: ${health.status}; crashed: ${crashedBeforeEnd}; lost responses: ${ceiling.lost.length + load.lost.length}; SIGTERM exit code: ${exitCode}`);
   for (const l of [...ceiling.lost, ...load.lost].slice(0, 5)) console.log(`  lost: ${l}`);

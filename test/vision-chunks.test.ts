@@ -1,6 +1,7 @@
 // The vision tower in chunks of frames (and temporal attention in chunks of token positions) under a
 // storage-binding limit too small for the whole sequence equals the unchunked run: every vision
-// stage and the prompt logits within the parity tolerances, identical greedy ids.
+// stage and the prompt logits within the parity tolerances, identical greedy ids. Set
+// PVC_MID_CHECKPOINT=DIR (a `make:checkpoint --preset mid`) to run the same check at 448 px too.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,8 +37,8 @@ afterAll(() => {
 });
 
 /** Every stage of a video prompt, the prompt logits, and 4 greedy ids. */
-async function run(gpu: Gpu, media: Media[]): Promise<{ stages: Map<string, Float32Array>; greedy: number[] }> {
-  const model = await InternVL.load(gpu, tmp);
+async function run(gpu: Gpu, media: Media[], dir = tmp): Promise<{ stages: Map<string, Float32Array>; greedy: number[] }> {
+  const model = await InternVL.load(gpu, dir);
   const plan = planVisuals(model, media);
   const ids = Int32Array.from([1, 92543, 300, 400, ...Array<number>(plan.rows).fill(model.imageContextId), 500, 92542, 92543, 600]);
   const reads = new Map<string, Promise<TypedArray>[]>();
@@ -50,7 +51,9 @@ async function run(gpu: Gpu, media: Media[]): Promise<{ stages: Map<string, Floa
     const stages = new Map<string, Float32Array>();
     for (const [name, parts] of reads) {
       const data = (await Promise.all(parts)) as Float32Array[];
-      stages.set(name, Float32Array.from(data.flatMap((d) => Array.from(d))));
+      const all = new Float32Array(data.reduce((n, d) => n + d.length, 0));
+      data.reduce((o, d) => (all.set(d, o), o + d.length), 0);
+      stages.set(name, all);
     }
     return { stages, greedy };
   } finally {
@@ -73,14 +76,36 @@ describe(`vision chunks (tiny checkpoint seed ${seed})`, () => {
     expect(chunking.temporalTokens).toBeLessThan(65);
     const s = config.vision.imageSize;
     const media: Media[] = [{ kind: 'video', tiles: FRAMES, pixels: randn(FRAMES * 3 * s * s, rng(seed)) }];
-    const whole = await run(await testGpu(), media);
-    const chunked = await run(small, media);
-    expect([...chunked.stages.keys()].sort()).toEqual([...whole.stages.keys()].sort());
-    for (const [name, want] of whole.stages) {
-      const got = chunked.stages.get(name)!;
-      expect(got.length, name).toBe(want.length);
-      expect(relL2(got, want), name).toBeLessThan(1e-5);
-    }
-    expect(chunked.greedy).toEqual(whole.greedy);
+    expectSame(await run(small, media), await run(await testGpu(), media));
   }, 180_000);
+
+  const mid = process.env.PVC_MID_CHECKPOINT;
+  it.runIf(mid)('mid preset (448 px): an 8-frame video under a 12 MiB limit equals the unchunked run', async () => {
+    const midConfig = await loadConfig(mid!);
+    const binding = 12 * 1024 * 1024;
+    const chunking = visionChunking(midConfig, 8, binding);
+    expect(chunking.frames).toBeLessThan(8);
+    expect(chunking.temporalTokens).toBeLessThan(1025);
+    const s = midConfig.vision.imageSize;
+    const media: Media[] = [{ kind: 'video', tiles: 8, pixels: randn(8 * 3 * s * s, rng(seed)) }];
+    // one model in memory at a time: the chunked run's device goes before the unchunked run loads
+    const gpu = await testGpu({ maxStorageBufferBindingSize: binding });
+    let chunked;
+    try {
+      chunked = await run(gpu, media, mid);
+    } finally {
+      gpu.destroy();
+    }
+    expectSame(chunked, await run(await testGpu(), media, mid));
+  }, 1_800_000);
 });
+
+function expectSame(chunked: Awaited<ReturnType<typeof run>>, whole: Awaited<ReturnType<typeof run>>): void {
+  expect([...chunked.stages.keys()].sort()).toEqual([...whole.stages.keys()].sort());
+  for (const [name, want] of whole.stages) {
+    const got = chunked.stages.get(name)!;
+    expect(got.length, name).toBe(want.length);
+    expect(relL2(got, want), name).toBeLessThan(1e-5);
+  }
+  expect(chunked.greedy).toEqual(whole.greedy);
+}

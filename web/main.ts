@@ -93,7 +93,7 @@ function load(source: ModelSource): void {
   $('model-status').textContent = 'Starting…';
   setBusy(true);
   $<HTMLButtonElement>('stop').disabled = true;
-  send({ type: 'load', source });
+  send({ type: 'load', source, dtype: $<HTMLSelectElement>('dtype').value as 'bf16' | 'q8' | 'q4' });
 }
 
 function settings(): ChatSettings {

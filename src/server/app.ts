@@ -204,7 +204,10 @@ export function createServer(opts: ServerOptions): ChatServer {
 
   app.get('/health', async (_request, reply) => {
     const status = health();
-    const body = { status, queued: queue.size, ...(status === 'failed' ? { error: loadError } : {}) };
+    const pool = engine?.m.gpu.pool;
+    const { rss, heapUsed, external } = process.memoryUsage();
+    const memory = { rss_bytes: rss, js_heap_bytes: heapUsed, external_bytes: external, gpu_allocated_bytes: pool?.allocatedBytes ?? 0, gpu_pooled_free_bytes: pool?.freeBytes ?? 0 };
+    const body = { status, queued: queue.size, memory, ...(status === 'failed' ? { error: loadError } : {}) };
     return reply.code(status === 'ready' || status === 'busy' ? 200 : 503).send(body);
   });
 
@@ -271,6 +274,10 @@ export function createServer(opts: ServerOptions): ChatServer {
             if (e instanceof InputError) throw inputError(e, media);
             if (!(e instanceof Stopped || e instanceof ApiError)) recover(m, conversations, e);
             throw e;
+          } finally {
+            // activations of this request's shapes go back to the device: memory stays flat however
+            // prompt lengths vary (the kept conversation's KV cache is live, not freed)
+            if (engine?.m === m) m.gpu.pool.trim();
           }
         },
         { signal: abort.signal },

@@ -16,6 +16,7 @@
 //   then ceil(K / 256) * 16 bytes of scales: f16 bits of d_g at byte codeBytes + 2g, zero padded,
 //   so a row is a whole number of 16-byte texels and group scales sit 8 to a texel.
 
+import { bf16BitsToF32 } from '../gpu/tensor.js';
 import type { TensorInfo } from './safetensors.js';
 
 export type QuantDType = 'q8' | 'q4';
@@ -45,13 +46,6 @@ function rint(v: number): number {
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-const bf16 = (bits: number): number => {
-  u32[0] = bits << 16;
-  return f32[0];
-};
-
 /**
  * Quantize `rows` rows of K bf16 values (bit patterns) into the row layout above: returns
  * rows * quantRowBytes(dtype, K) bytes.
@@ -63,23 +57,25 @@ export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number): U
   const out = new Uint8Array(rows * rowBytes);
   const view = new DataView(out.buffer);
   const cb = codeBytes(dtype, K);
-  const x = new Float64Array(QUANT_GROUP);
+  const values = bf16BitsToF32(bits);
   const q = new Int32Array(QUANT_GROUP);
   const [lo, hi] = dtype === 'q4' ? [-8, 7] : [-127, 127];
   for (let r = 0; r < rows; r++) {
     const row = r * rowBytes;
     for (let g = 0; g < K / QUANT_GROUP; g++) {
+      const x0 = r * K + g * QUANT_GROUP;
       let m = 0;
       for (let i = 0; i < QUANT_GROUP; i++) {
-        const v = bf16(bits[r * K + g * QUANT_GROUP + i]);
-        if (!Number.isFinite(v)) throw new Error(`${dtype}: non-finite weight at row ${r}, column ${g * QUANT_GROUP + i}`);
-        x[i] = v;
+        const v = values[x0 + i];
         if (Math.abs(v) > Math.abs(m)) m = v;
+      }
+      if (!Number.isFinite(m) || !Number.isFinite(values.subarray(x0, x0 + QUANT_GROUP).reduce((a, b) => a + b, 0))) {
+        throw new Error(`${dtype}: non-finite weight at row ${r}, columns ${g * QUANT_GROUP} .. ${g * QUANT_GROUP + QUANT_GROUP - 1}`);
       }
       const d16 = f16Bits(dtype === 'q4' ? m / -8 : Math.abs(m) / 127);
       const d = f16Value(d16);
       if (!Number.isFinite(d)) throw new Error(`${dtype}: group scale overflows f16 at row ${r}, group ${g}`);
-      for (let i = 0; i < QUANT_GROUP; i++) q[i] = d === 0 ? 0 : Math.min(hi, Math.max(lo, rint(x[i] / d)));
+      for (let i = 0; i < QUANT_GROUP; i++) q[i] = d === 0 ? 0 : Math.min(hi, Math.max(lo, rint(values[x0 + i] / d)));
       view.setUint16(row + cb + 2 * g, d16, true);
       if (dtype === 'q8') {
         for (let i = 0; i < QUANT_GROUP; i++) out[row + g * QUANT_GROUP + i] = q[i] & 0xff;

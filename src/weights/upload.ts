@@ -55,7 +55,7 @@ export interface UploadProgress {
 }
 
 export interface UploadOptions {
-  /** most bytes per staging buffer (default 128 MiB, at least two rows): less memory, but parts that do not fit are copied in pieces */
+  /** most bytes per staging buffer (default 128 MiB, at least two rows): less memory, but parts that do not fit are copied in pieces; for quantized tensors, bytes per host block (default 16 MiB) */
   stagingBytes?: number;
   /** which tensors to upload as f32; default: float tensors with at most one dim > 1 */
   widen?: (info: TensorInfo) => boolean;
@@ -163,10 +163,10 @@ class Uploader {
     const q = this.opts.quantize?.(info);
     if (q) {
       // quantized on the host in row blocks, written with queue writes (not through the staging buffers yet)
-      this.quantChunk ??= new Uint8Array(QUANT_CHUNK);
+      this.quantChunk ??= new Uint8Array(this.opts.stagingBytes ?? QUANT_CHUNK);
       return uploadQuantizedTensor(this.gpu, info, q, this.quantChunk, async (n) => {
         this.done += n;
-        this.report(info.name);
+        if (this.done < this.total) this.report(info.name);
       });
     }
     const dtype = gpuDtype(info, this.opts.widen);
@@ -203,7 +203,7 @@ class Uploader {
         slot.copies.push({ piece, offset: at });
         slot.used = alignUp(at + piece.stagingBytes, PITCH);
         this.done += fileBytes;
-        this.report(info.name);
+        if (this.done < this.total) this.report(info.name); // the last report waits for the copies (finish)
       }
     } catch (e) {
       t.release();
