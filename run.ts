@@ -1,15 +1,20 @@
 // Chat with PVC-InternVL2 about images or a video, from the command line (see USAGE).
 // Thin: parse and check the arguments, get the weights, call the library, print.
 
-import { access, readFile, rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { access, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ChatSession, formatStats, InputError, loadModel, resolveSampling } from './src/index.js';
-import { sniffFormat } from './src/preprocess/decode.js';
-import { probeVideo } from './src/preprocess/video.js';
-import { ConfigError } from './src/weights/config.js';
+import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel } from './src/index.js';
+import { GpuError } from './src/gpu/recorder.js';
+import { checkPixelBudget, MAX_TILES } from './src/preprocess/image.js';
+import { probeImage } from './src/preprocess/image-file.js';
+import { frameIndices, probeVideo } from './src/preprocess/video.js';
+import { IMG_CONTEXT } from './src/text/template.js';
+import { ConfigError, loadConfig, type ModelConfig } from './src/weights/config.js';
+import { formatLoadBreakdown, type UploadProgress } from './src/weights/upload.js';
 import { DownloadError, ensureWeights, howToGetWeights, isCompleteCheckpoint } from './src/weights/download.js';
 import { writeCheckpoint } from './src/weights/synthetic.js';
 
@@ -29,8 +34,12 @@ Inputs
   --frames N               video frames sampled uniformly (default 32)
   --start S --end E        only this segment of the video, in seconds
   --prompt TEXT            the question (default: a description request for the image or video)
+  --prompt-file FILE       the question from a UTF-8 file (- for stdin; trailing line breaks dropped),
+                           for prompts longer than the command line allows
   --system TEXT            system message (default: InternVL's)
-  --interactive            multi-turn chat on stdin; images/video attach to the first turn
+  --interactive            multi-turn chat on stdin; images/video attach to the first turn.
+                           Ctrl-C stops the answer being written (the conversation goes on);
+                           Ctrl-C again at the prompt, Ctrl-D or /exit quits
 
 Model
   --model DIR              checkpoint directory (default weights/PVC-InternVL2-8B, downloaded
@@ -41,6 +50,7 @@ Model
                            max_dynamic_patch, 12 for the real model)
   --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
                            (q8: about half the memory, q4: about a third; docs/quantization.md)
+  --verbose                print where the load's time went (reading, GPU copies, page faults)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
   --max-new-tokens N       default 1024
@@ -50,13 +60,29 @@ Generation (Hugging Face semantics; greedy unless --temperature > 0)
   --repetition-penalty R   default 1 (off)
   --seed S                 sampling seed (default random; printed with the stats)
 
-The answer streams to stdout; loading progress and the stats line go to stderr.
-Exit status: 0 ok, 2 bad arguments or inputs (missing model, unreadable file, bad value), 1 other errors.`;
+The answer streams to stdout (a reader that closes it, as \`| head\` does, ends the run quietly);
+loading progress and the stats line go to stderr.
+
+Exit status
+  0  the answer was written (or its reader closed stdout)
+  1  internal error: the GPU failed, or a bug (PVC_DEBUG=1 prints the stack trace)
+  2  bad arguments or inputs: a flag, an image, video or prompt file, a prompt, or a --model
+     directory that is incomplete or corrupt
+  3  the weights could not be downloaded (network, hub, disk space); run again to resume
+  130  interrupted by Ctrl-C (outside --interactive, or twice while an answer is stopping)`;
+
+const EXIT = { ok: 0, internal: 1, usage: 2, download: 3, interrupted: 130 } as const;
 
 /** Bad flags and inputs: exit 2, message only. */
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
-function parse(argv: string[]) {
+/** The checkpoint directory cannot be loaded (corrupt or mismatched files): exit 2, message only. */
+class CheckpointError extends Error {}
+
+/** Prompt files above this are refused: the real model's context (32768 tokens) holds far less text. */
+const MAX_PROMPT_FILE_BYTES = 4 << 20;
+
+export function parse(argv: string[]) {
   let values;
   try {
     ({ values } = parseArgs({
@@ -70,12 +96,14 @@ function parse(argv: string[]) {
         start: { type: 'string' },
         end: { type: 'string' },
         prompt: { type: 'string' },
+        'prompt-file': { type: 'string' },
         system: { type: 'string' },
         interactive: { type: 'boolean' },
         model: { type: 'string' },
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
         dtype: { type: 'string' },
+        verbose: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'top-p': { type: 'string' },
@@ -107,12 +135,14 @@ function parse(argv: string[]) {
     start: num('start'),
     end: num('end'),
     prompt: values.prompt,
+    promptFile: values['prompt-file'],
     system: values.system,
     interactive: values.interactive ?? false,
     model: values.model,
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
     dtype: values.dtype ?? 'bf16',
+    verbose: values.verbose ?? false,
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
     help: values.help ?? false,
@@ -121,8 +151,12 @@ function parse(argv: string[]) {
   if (parsed.images.length && parsed.video) throw new UsageError('give --image or --video, not both');
   if (!parsed.video && (parsed.frames !== undefined || parsed.start !== undefined || parsed.end !== undefined)) throw new UsageError('--frames, --start and --end apply to --video');
   if ((parsed.start === undefined) !== (parsed.end === undefined)) throw new UsageError('give both --start and --end');
+  if (parsed.start !== undefined && !(parsed.start >= 0 && parsed.end! > parsed.start)) throw new UsageError(`the video segment needs 0 <= --start < --end, got ${parsed.start}..${parsed.end}`);
   if (parsed.demo && parsed.model) throw new UsageError('--demo uses its own tiny model; drop --model');
+  if (parsed.prompt !== undefined && parsed.promptFile !== undefined) throw new UsageError('give --prompt or --prompt-file, not both');
+  if (parsed.promptFile === '-' && parsed.interactive) throw new UsageError('--prompt-file - reads stdin, which --interactive needs for the conversation');
   if (parsed.prompt !== undefined && parsed.prompt.trim() === '') throw new UsageError('--prompt is empty');
+  if (parsed.system !== undefined) checkText(parsed.system, '--system');
   try {
     resolveSampling(parsed.sampling);
   } catch (e) {
@@ -133,25 +167,86 @@ function parse(argv: string[]) {
 
 type Args = ReturnType<typeof parse>;
 
-/** Cheap checks that the inputs are there and readable, before minutes of weight loading. */
-async function checkInputs(args: Args): Promise<void> {
+/** A file system error as a person reads it. */
+function why(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
+}
+
+/**
+ * User text (a question, the system message) the model could not take: <IMG_CONTEXT> is the token
+ * that image features replace, so a typed one would miscount the image rows (Hugging Face fails too).
+ */
+function checkText(text: string, what: string): void {
+  if (text.includes(IMG_CONTEXT)) throw new UsageError(`${what} contains ${IMG_CONTEXT}, the token that stands for image features; to place an image in the question, write <image>`);
+}
+
+/** Checks that every input is there and readable, and every flag fits it, before minutes of weight loading. */
+export async function checkInputs(args: Args): Promise<void> {
   for (const p of args.images) {
-    let head: Uint8Array;
     try {
-      head = (await readFile(p)).subarray(0, 64);
+      await probeImage(p); // a regular file of a bounded size, whose header decodes to a bounded size
     } catch (e) {
-      throw new UsageError(`cannot read image ${p}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+      throw new UsageError(`cannot read image ${p}: ${why(e)}`);
     }
-    if (!sniffFormat(head)) throw new UsageError(`${p} is not an image this engine reads (JPEG, PNG, WebP, GIF or BMP)`);
   }
   if (args.video) {
+    let info;
     try {
       await access(args.video);
-      await probeVideo(args.video);
+      info = await probeVideo(args.video);
     } catch (e) {
-      throw new UsageError(`cannot read video ${args.video}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+      // probeVideo's messages already name the file
+      throw new UsageError((e as NodeJS.ErrnoException).code === 'ENOENT' ? `cannot read video ${args.video}: no such file` : (e as Error).message);
+    }
+    if (args.start !== undefined && args.end !== undefined) {
+      try {
+        frameIndices(info.frameCount, info.fps, 1, [args.start, args.end]);
+      } catch (e) {
+        const seconds = (info.frameCount / info.fps).toFixed(2);
+        throw new UsageError(`--start ${args.start} --end ${args.end} is outside ${args.video} (${info.frameCount} frames, ${seconds} s): ${(e as Error).message}`);
+      }
     }
   }
+}
+
+/** Checks that need the checkpoint's config (read in milliseconds, before the weights): the frames' rows and pixels. */
+export function checkAgainstConfig(args: Args, config: ModelConfig): void {
+  if (args.video && args.frames !== undefined) {
+    const rows = args.frames * config.numImageToken;
+    const context = config.llm.maxPositionEmbeddings;
+    if (rows >= context) throw new UsageError(`--frames ${args.frames} needs ${rows} positions for the frames alone (${config.numImageToken} each); the context holds ${context}`);
+    try {
+      checkPixelBudget(args.frames, config.imageSize, 'frames');
+    } catch (e) {
+      throw new UsageError(`--frames ${args.frames}: ${(e as Error).message}`);
+    }
+  }
+  if (args.maxTiles !== undefined && args.maxTiles > MAX_TILES) throw new UsageError(`--max-tiles ${args.maxTiles} is above the limit of ${MAX_TILES} tiles per image (PVC-InternVL2 uses 12)`);
+}
+
+/** The text of --prompt-file (a file, or stdin for -): UTF-8, at most MAX_PROMPT_FILE_BYTES, trailing line breaks dropped. */
+export async function readPromptFile(path: string): Promise<string> {
+  const stream = path === '-' ? process.stdin : createReadStream(path);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_PROMPT_FILE_BYTES) throw new UsageError(`prompt file ${path} is over ${MAX_PROMPT_FILE_BYTES >> 20} MiB, far more than the model's context holds`);
+      chunks.push(chunk);
+    }
+  } catch (e) {
+    throw e instanceof UsageError ? e : new UsageError(`cannot read prompt file ${path}: ${why(e)}`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new UsageError(`prompt file ${path} is not UTF-8 text`);
+  }
+  text = text.replace(/[\r\n]+$/, '');
+  if (text.trim() === '') throw new UsageError(`prompt file ${path} is empty`);
+  return text;
 }
 
 /** A progress line on stderr: a bar with bytes and GB/s on a terminal, one summary line otherwise. */
@@ -209,8 +304,23 @@ function defaultQuestion(args: Args): string | undefined {
   return undefined;
 }
 
-/** One turn of `session` (the media belong to the first): stream the answer to stdout, stats to stderr. */
-async function turn(session: ChatSession, args: Args, question: string): Promise<void> {
+/**
+ * Aborted when stdout's reader goes away (EPIPE: `| head`): the answer has nowhere to go, so
+ * generation stops and the run ends quietly with status 0.
+ */
+const stdoutGone = new AbortController();
+
+/** Writes answer text unless stdout's reader is gone. */
+function emit(text: string): void {
+  if (!stdoutGone.signal.aborted) process.stdout.write(text);
+}
+
+/**
+ * One turn of `session` (the media belong to the first): stream the answer to stdout, stats to
+ * stderr. `stop` ends it early (stats 'aborted'): Ctrl-C, or stdout closed (then nothing more is said).
+ */
+async function turn(session: ChatSession, args: Args, question: string, stop: AbortSignal): Promise<void> {
+  checkText(question, 'the question');
   const first = session.history.length === 0;
   const it = session.turn({
     question,
@@ -219,38 +329,108 @@ async function turn(session: ChatSession, args: Args, question: string): Promise
     maxTiles: args.maxTiles,
     maxNewTokens: args.maxNewTokens,
     sampling: args.sampling,
+    signal: stop,
   });
   for (;;) {
     const r = await it.next();
     if (r.done) {
-      process.stdout.write('\n');
-      process.stderr.write(`${formatStats(r.value.stats)}\n`);
+      emit('\n');
+      if (!stdoutGone.signal.aborted) process.stderr.write(`${formatStats(r.value.stats)}\n`);
       return;
     }
-    process.stdout.write(r.value);
+    emit(r.value);
   }
 }
 
-/** A session keeps the KV cache: each turn prefills only its own tokens. */
-async function interactive(session: ChatSession, args: Args): Promise<void> {
-  if (args.prompt) await turn(session, args, args.prompt);
+/**
+ * Multi-turn chat on stdin; the session keeps the KV cache, so each turn prefills only its own
+ * tokens. A turn that fails (a bad question, the context outgrown, ...) prints its error and the
+ * conversation goes on as it was; only an unusable GPU ends it. Ctrl-C stops the answer being
+ * written and keeps the conversation (with the answer as far as it got); Ctrl-C at the prompt right
+ * after another one quits, as does a second Ctrl-C while a stopped answer is still winding down.
+ */
+async function interactive(m: LoadedModel, session: ChatSession, args: Args, first: string | undefined): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stderr, prompt: '> ' });
-  process.stderr.write('(empty line: skip; Ctrl-D or /exit: quit)\n');
-  rl.prompt();
-  for await (const line of rl) {
-    const q = line.trim();
-    if (q === '/exit') break;
-    if (q) {
-      try {
-        await turn(session, args, q);
-      } catch (e) {
-        if (!(e instanceof InputError)) throw e;
-        process.stderr.write(`error: ${e.message}\n`); // e.g. the conversation outgrew the context: the session goes on
-      }
+  let answering: AbortController | null = null;
+  let quitArmed = false;
+  const interrupt = (): void => {
+    if (answering?.signal.aborted) process.exit(EXIT.interrupted);
+    if (answering) {
+      answering.abort();
+      quitArmed = true;
+    } else if (quitArmed) {
+      rl.close();
+    } else {
+      quitArmed = true;
+      process.stderr.write('\n(Ctrl-C again, Ctrl-D or /exit to quit)\n');
+      rl.prompt();
     }
+  };
+  rl.on('SIGINT', interrupt); // Ctrl-C typed on a terminal (readline reads it as a key)
+  process.on('SIGINT', interrupt); // the signal itself (stdin not a terminal)
+  const ask = async (question: string): Promise<void> => {
+    answering = new AbortController();
+    try {
+      await turn(session, args, question, AbortSignal.any([answering.signal, stdoutGone.signal]));
+    } catch (e) {
+      if (!usable(m)) throw e; // a lost device, or an error that escaped its scopes, ends the session
+      process.stderr.write(`error: ${(e as Error).message}\n`);
+    } finally {
+      answering = null;
+    }
+  };
+  try {
+    if (first) await ask(first);
+    process.stderr.write('(empty line: skip; Ctrl-C: stop an answer; Ctrl-D or /exit: quit)\n');
     rl.prompt();
+    for await (const line of rl) {
+      const q = line.trim();
+      if (q === '/exit' || stdoutGone.signal.aborted) break;
+      quitArmed = false;
+      if (q) await ask(q);
+      if (stdoutGone.signal.aborted) break;
+      rl.prompt();
+    }
+  } finally {
+    process.off('SIGINT', interrupt);
+    rl.close();
   }
-  rl.close();
+}
+
+function usable(m: LoadedModel): boolean {
+  try {
+    m.gpu.assertUsable();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The model on a fresh device. Failures to get the device are the environment's (exit 1); failures
+ * while reading the checkpoint are the directory's (exit 2), except GPU errors and JavaScript's own
+ * error types, which point at a bug.
+ */
+async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', verbose: boolean): Promise<LoadedModel> {
+  const gpu = await getDevice();
+  const bar = progress('loading weights');
+  let last: UploadProgress | undefined;
+  try {
+    const m = await loadModel(dir, {
+      gpu,
+      dtype,
+      onProgress: (p) => {
+        last = p;
+        bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond);
+      },
+    });
+    if (verbose && last) process.stderr.write(`${formatLoadBreakdown(last)}\n`);
+    return m;
+  } catch (e) {
+    gpu.destroy();
+    const bug = e instanceof GpuError || e instanceof TypeError || e instanceof RangeError || e instanceof ReferenceError;
+    throw bug ? e : new CheckpointError(`cannot load the checkpoint in ${dir}: ${(e as Error).message}`);
+  }
 }
 
 async function main(): Promise<number> {
@@ -259,30 +439,46 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const question = args.prompt ?? defaultQuestion(args);
+  const given = args.promptFile !== undefined ? await readPromptFile(args.promptFile) : args.prompt;
+  const question = given ?? defaultQuestion(args);
   if (!question && !args.interactive) throw new UsageError('give --prompt (or --image / --video, or --interactive)\nSee npx tsx run.ts --help');
+  if (question) checkText(question, 'the question');
   await checkInputs(args);
   const dir = await modelDir(args);
-  const bar = progress('loading weights');
-  const m = await loadModel(dir, { dtype: args.dtype as 'bf16' | 'q8' | 'q4', onProgress: (p) => bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond) });
+  checkAgainstConfig(args, await loadConfig(dir));
+  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4', args.verbose);
   const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {
-    if (args.interactive) await interactive(session, args);
-    else await turn(session, args, question!);
+    if (args.interactive) await interactive(m, session, args, given);
+    else await turn(session, args, question!, stdoutGone.signal);
   } finally {
     session.dispose();
     m.dispose();
+    m.gpu.destroy();
   }
-  return 0;
+  return EXIT.ok;
 }
 
-let code: number;
-try {
-  code = await main();
-} catch (e) {
-  const userError = e instanceof UsageError || e instanceof InputError || e instanceof ConfigError;
-  process.stderr.write(`error: ${(e as Error).message}\n`);
-  if (!userError && !(e instanceof DownloadError)) process.stderr.write(process.env.PVC_DEBUG ? `${(e as Error).stack}\n` : '(set PVC_DEBUG=1 for the stack trace)\n');
-  code = userError ? 2 : 1;
+/** The exit status for an error (see USAGE); user and download errors print their message only. */
+function exitStatus(e: unknown): number {
+  if (e instanceof UsageError || e instanceof InputError || e instanceof ConfigError || e instanceof CheckpointError) return EXIT.usage;
+  if (e instanceof DownloadError) return EXIT.download;
+  return EXIT.internal;
 }
-process.exit(code);
+
+// Run as a program; imported (by the tests), only the functions above.
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    stdoutGone.abort();
+  });
+  let code: number;
+  try {
+    code = await main();
+  } catch (e) {
+    code = exitStatus(e);
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    if (code === EXIT.internal) process.stderr.write(process.env.PVC_DEBUG ? `${(e as Error).stack}\n` : '(set PVC_DEBUG=1 for the stack trace)\n');
+  }
+  process.exit(code);
+}

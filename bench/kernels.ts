@@ -9,7 +9,9 @@
 // on-device buffer copy, read + written, as STREAM counts a copy); and the peer (TensorFlow.js's
 // WebGPU backend on the same adapter) with how many times faster we are. The "small kernels"
 // section (norms, elementwise, rope, embedding, reductions, pixel shuffle, patch embedding, KV
-// append; `--only small`, or `--only 'small rmsNorm'` for one) has no peer column.
+// append; `--only small`, or `--only 'small rmsNorm'` for one) has no peer column. The "quant" section
+// (`--only quant`) times q8 / q4 weights beside bf16 at the same shapes in the same run: weight
+// bytes, GB/s of weights read, rows/s and the ratio to bf16's time.
 // Tests never assert timings; bench/RESULTS.md records these tables.
 
 import { spawnSync } from 'node:child_process';
@@ -29,6 +31,8 @@ import { pixelShuffle } from '../src/ops/pixel_shuffle.js';
 import { argmax, softmax } from '../src/ops/reduce.js';
 import { qkvRopeView, rope } from '../src/ops/rope.js';
 import type { LlmConfig } from '../src/weights/config.js';
+import { quantizeRows, quantRowBytes, type QuantDType } from '../src/weights/quantize.js';
+import { allocQuantized } from '../src/weights/quantize-upload.js';
 import { createTfjsPeer, type Peer } from './peer-tfjs.js';
 
 const args = process.argv.slice(2);
@@ -85,6 +89,16 @@ async function randomBf16(gpu: Gpu, shape: number[], label: string): Promise<Ten
   for (let off = 0; off < total; off += bytes.length) gpu.writeBytes(w, bytes.subarray(0, Math.min(bytes.length, total - off)), off);
   await gpu.sync();
   return w;
+}
+
+/** Random q8 / q4 weight: a quantized block of random rows, tiled (as randomBf16). */
+async function randomQuantized(gpu: Gpu, dtype: QuantDType, [n, k]: [number, number], label: string): Promise<Tensor> {
+  const { tensor, storage, rowBytes } = await allocQuantized(gpu, dtype, [n, k], label);
+  const blockRows = Math.max(1, Math.floor((1 << 20) / k));
+  const block = quantizeRows(dtype, toBf16Bits(Float32Array.from({ length: blockRows * k }, () => (Math.random() - 0.5) * 0.05)), k);
+  for (let r = 0; r < n; r += blockRows) gpu.writeBytes(storage, block.subarray(0, Math.min(blockRows, n - r) * rowBytes), r * rowBytes);
+  await gpu.sync();
+  return tensor;
 }
 
 async function randomF32(gpu: Gpu, shape: number[], label: string): Promise<Tensor> {
@@ -180,6 +194,62 @@ async function main() {
     emit(row);
     x.release();
     w.release();
+  }
+
+  // ---- quantized weights (q8, q4) beside bf16 at the same shapes, interleaved in one run ----
+  {
+    const quantShapes: [string, number, number, number][] = [
+      ['llm.decode.w1', 1, 4096, 14336],
+      ['llm.decode.w2', 1, 14336, 4096],
+      ['llm.prefill.w1', 512, 4096, 14336],
+    ];
+    if (want('quant host')) {
+      // the load-time quantizer (host, one thread): CPU time per value, so a busy host matters less
+      const k = 4096;
+      const bits = toBf16Bits(Float32Array.from({ length: 1024 * k }, () => (Math.random() - 0.5) * 0.05));
+      for (const dtype of ['q8', 'q4'] as const) {
+        quantizeRows(dtype, bits.subarray(0, 16 * k), k); // warm-up (JIT)
+        const [t0, c0] = [performance.now(), process.cpuUsage()];
+        quantizeRows(dtype, bits, k);
+        const ms = performance.now() - t0;
+        const c = process.cpuUsage(c0);
+        const cpuMs = (c.user + c.system) / 1000;
+        const row: Row = { kernel: 'quantize (host)', shape: `1024x${k} bf16`, dtype, ms, note: `${((1024 * k) / cpuMs / 1e3).toFixed(1)} M values per CPU-second (${cpuMs.toFixed(0)} ms CPU): the full model's 7.74 G LLM weights in ~${((7.74e9 / ((1024 * k) / cpuMs)) / 1e3).toFixed(0)} s of CPU` };
+        rows.push(row);
+        emit(row);
+      }
+    }
+    for (const [name, m, k, n] of quantShapes.filter(([name]) => want(`quant ${name}`))) {
+      const x = await randomF32(gpu, [m, k], 'x');
+      const dtypes = ['bf16', 'q8', 'q4'] as const;
+      const weights = [await randomBf16(gpu, [n, k], name), await randomQuantized(gpu, 'q8', [n, k], name), await randomQuantized(gpu, 'q4', [n, k], name)];
+      // rounds of one run each, so that the host's load drifts over all three alike; besides wall
+      // time, the process's CPU time (lavapipe's threads are ours), which a busy host disturbs less
+      const run = (w: Tensor) => gpu.step((rec) => matmul(rec, x, w).release()).then(() => gpu.sync());
+      for (const w of weights) await run(w);
+      const times: number[][] = dtypes.map(() => []);
+      const cpu: number[][] = dtypes.map(() => []);
+      for (let round = 0; round < (m <= 8 ? 11 : 5); round++) {
+        for (const [i, w] of weights.entries()) {
+          const [t0, c0] = [performance.now(), process.cpuUsage()];
+          await run(w);
+          const c = process.cpuUsage(c0);
+          times[i].push(performance.now() - t0);
+          cpu[i].push((c.user + c.system) / 1000);
+        }
+      }
+      const ms = times.map(median);
+      const cpuMs = cpu.map(median);
+      for (const [i, dtype] of dtypes.entries()) {
+        const weightBytes = n * (dtype === 'bf16' ? 2 * k : quantRowBytes(dtype, k));
+        const row: Row = { kernel: m <= 8 ? 'gemv' : 'matmul', shape: `${name} ${m}x${k}->${n}`, dtype, ms: ms[i], gbps: weightBytes / ms[i] / 1e6, note: `weights ${(weightBytes / 1e6).toFixed(1)} MB, ${((n / ms[i]) * 1000 / 1e6).toFixed(2)} M rows/s, ${(ms[i] / ms[0]).toFixed(2)}x bf16's time; CPU ${cpuMs[i].toFixed(0)} ms, ${(cpuMs[i] / cpuMs[0]).toFixed(2)}x bf16's` };
+        if (m > 8) row.gflops = (2 * m * k * n) / ms[i] / 1e6;
+        rows.push(row);
+        emit(row);
+      }
+      weights.forEach((w) => w.release());
+      x.release();
+    }
   }
 
   // ---- flash attention ----

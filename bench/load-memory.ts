@@ -1,8 +1,7 @@
 // Memory after loading a checkpoint: peak RSS and GPU bytes, against the checkpoint's size.
 //   npx tsx bench/load-memory.ts DIR [DIR...]
 // On a software adapter GPU buffers live in process memory, so RSS = weights + working set;
-// the loader's working set is one read chunk (16 MiB) plus at most 64 MiB of queued writes (and
-// their staging copies).
+// the loader's working set is its two staging buffers (up to 128 MiB each, src/weights/upload.ts).
 
 import { getDevice } from '../src/gpu/index.js';
 import { InternVL } from '../src/models/internvl.js';

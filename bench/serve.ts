@@ -190,9 +190,32 @@ function summarize(name: string, r: { outcomes: Outcome[]; wallMs: number }) {
 
 // warm-up: every kind once (shader pipelines compile on first use)
 for (const [k] of MIX) await request(k);
+
+// a two-turn conversation: the second request repeats the first and adds a question; the server
+// finds the first in its KV cache and prefills only the new turn
+interface Timed {
+  choices: { message: { content: string } }[];
+  usage: { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } };
+  timings: { prefilled_tokens: number; vision_ms: number; time_to_first_token_ms: number };
+}
+const chatOnce = async (messages: unknown[]) =>
+  (await (await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL_ID, messages, max_tokens: MAX_TOKENS }) })).json()) as Timed;
+const firstTurn = [{ role: 'user', content: [{ type: 'image_url', image_url: { url: IMAGE } }, { type: 'text', text: 'Describe the image.' }] }];
+const turn1 = await chatOnce(firstTurn);
+const turn2 = await chatOnce([...firstTurn, { role: 'assistant', content: turn1.choices[0].message.content }, { role: 'user', content: 'And the colours?' }]);
+const conversation = [turn1, turn2].map((t) => ({ promptTokens: t.usage.prompt_tokens, cachedTokens: t.usage.prompt_tokens_details.cached_tokens, prefilledTokens: t.timings.prefilled_tokens, visionMs: t.timings.vision_ms, ttftMs: t.timings.time_to_first_token_ms }));
 const rssStart = rssMb();
+const gpuMb = async () => ((await (await fetch(`${base}/health`)).json()) as { memory: { gpu_allocated_bytes: number } }).memory.gpu_allocated_bytes / 2 ** 20;
+const gpuStart = await gpuMb();
+const heapStart = ((await (await fetch(`${base}/health`)).json()) as { memory: { js_heap_bytes: number } }).memory.js_heap_bytes / 2 ** 20;
 let rssPeak = rssStart;
-const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssMb())), 500);
+const rssSeries: number[] = []; // every 5 s, to see whether memory levels off
+let ticks = 0;
+const sampler = setInterval(() => {
+  const now = rssMb();
+  rssPeak = Math.max(rssPeak, now);
+  if (++ticks % 10 === 0) rssSeries.push(Math.round(now));
+}, 500);
 
 let k = 0;
 const ceilingKinds = MIX.map(([kind]) => kind).filter((kind) => kind !== 'disconnect');
@@ -201,8 +224,13 @@ const load = summarize(`load (${CLIENTS} clients)`, await drive(CLIENTS, SECONDS
 await new Promise((r) => setTimeout(r, 2000));
 clearInterval(sampler);
 const rssEnd = rssMb();
-const health = (await (await fetch(`${base}/health`)).json()) as { status: string };
-const stepsAfterAbort = [...log.matchAll(/"why":"client","stepsAfterAbort":(\d+)/g)].map((m) => Number(m[1]));
+const health = (await (await fetch(`${base}/health`)).json()) as { status: string; memory: { gpu_allocated_bytes: number; js_heap_bytes: number } };
+// the server logs each request its client dropped: time from the disconnect to a free worker, and the turn's decode step
+const dropped = log
+  .split('\n')
+  .filter((l) => l.includes('"request stopped early"'))
+  .map((l) => JSON.parse(l) as { why: string; freedMs: number; decodeStepMs: number })
+  .filter((l) => l.why === 'client');
 const crashedBeforeEnd = exitCode !== undefined;
 child.kill('SIGTERM');
 await exited;
@@ -212,13 +240,17 @@ const report = {
   clients: CLIENTS,
   queue: Number(values.queue),
   maxTokens: MAX_TOKENS,
+  conversation,
   ceiling,
   load,
   loadVsCeiling: load.answeredPerSecond / ceiling.answeredPerSecond,
-  rssMb: { start: rssStart, peak: rssPeak, end: rssEnd },
+  rssMb: { start: rssStart, peak: rssPeak, end: rssEnd, every5s: rssSeries },
+  gpuAllocatedMb: { start: gpuStart, end: health.memory.gpu_allocated_bytes / 2 ** 20 },
+  jsHeapMb: { start: heapStart, end: health.memory.js_heap_bytes / 2 ** 20 },
   healthAfter: health.status,
-  maxStepsAfterDisconnect: Math.max(0, ...stepsAfterAbort),
-  disconnectsSeenByServer: stepsAfterAbort.length,
+  disconnectsSeenByServer: dropped.length,
+  freedAfterDisconnectMs: { p50: pct(dropped.map((d) => d.freedMs), 50), max: Math.max(0, ...dropped.map((d) => d.freedMs)) },
+  decodeStepMs: pct(dropped.filter((d) => d.decodeStepMs > 0).map((d) => d.decodeStepMs), 50),
   crashed: crashedBeforeEnd,
   sigtermExit: exitCode,
 };
@@ -231,8 +263,13 @@ else {
     console.log(`| ${s.name} | ${s.requests} | ${s.seconds.toFixed(1)} | ${s.answeredPerSecond.toFixed(2)} | ${f(s.ttftP50)} / ${f(s.ttftP99)} | ${f(s.totalP50)} / ${f(s.totalP99)} | ${JSON.stringify(s.statuses)} |`);
   }
   console.log(`load / ceiling: ${(report.loadVsCeiling * 100).toFixed(0)} %`);
-  console.log(`RSS MB: start ${rssStart.toFixed(0)}, peak ${rssPeak.toFixed(0)}, end ${rssEnd.toFixed(0)} (end - start ${(rssEnd - rssStart).toFixed(0)})`);
-  console.log(`disconnects seen by the server: ${report.disconnectsSeenByServer}, decode steps after a disconnect: max ${report.maxStepsAfterDisconnect}`);
+  for (const [i, t] of conversation.entries()) {
+    console.log(`conversation turn ${i + 1}: ${t.promptTokens} prompt tokens, ${t.cachedTokens} from the KV cache, ${t.prefilledTokens} prefilled, vision ${f(t.visionMs)} ms, first token ${f(t.ttftMs)} ms`);
+  }
+  console.log(`RSS MB: start ${rssStart.toFixed(0)}, peak ${rssPeak.toFixed(0)}, end ${rssEnd.toFixed(0)} (end - start ${(rssEnd - rssStart).toFixed(0)}); every 5 s: ${rssSeries.join(' ')}`);
+  const freed = report.freedAfterDisconnectMs;
+  console.log(`GPU bytes allocated by the engine, MB: start ${report.gpuAllocatedMb.start.toFixed(1)}, end ${report.gpuAllocatedMb.end.toFixed(1)}; JS heap MB: start ${report.jsHeapMb.start.toFixed(1)}, end ${report.jsHeapMb.end.toFixed(1)}`);
+  console.log(`disconnects seen by the server: ${report.disconnectsSeenByServer}; worker free after a disconnect: p50 ${f(freed.p50)} ms, max ${f(freed.max)} ms (a decode step: ${f(report.decodeStepMs)} ms)`);
   console.log(`health after: ${health.status}; crashed: ${crashedBeforeEnd}; lost responses: ${ceiling.lost.length + load.lost.length}; SIGTERM exit code: ${exitCode}`);
   for (const l of [...ceiling.lost, ...load.lost].slice(0, 5)) console.log(`  lost: ${l}`);
 }

@@ -13,6 +13,8 @@ export interface ResultLine {
   question_id: string | number | null;
   subtask?: string;
   question: string;
+  /** the whole prompt the model got, each run of image tokens written <IMG_CONTEXT*n> */
+  prompt: string;
   answer: string;
   annotation: string | string[];
   /** the checkpoint folder that answered */
@@ -25,8 +27,9 @@ export interface ResultLine {
 export const workerName = `${hostname()}:${process.pid}`;
 
 /** The chat request for an item, media paths resolved against the dataset folder. */
-export function chatRequest(item: EvalItem, dataDir: string, stopIds: number[]): ChatRequest {
-  const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, sampling: { temperature: 0 }, stopIds };
+function chatRequest(item: EvalItem, dataDir: string, imEnd: number): ChatRequest {
+  // InternVL's chat() sets generation_config's eos_token_id to <|im_end|> alone
+  const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, sampling: { temperature: 0 }, stopIds: [imEnd] };
   if (item.image) {
     req.images = [resolve(dataDir, item.image)];
     req.maxTiles = item.maxTiles;
@@ -38,16 +41,17 @@ export function chatRequest(item: EvalItem, dataDir: string, stopIds: number[]):
 
 export async function answerItem(m: LoadedModel, item: EvalItem, dataDir: string): Promise<ResultLine> {
   const t0 = performance.now();
-  const turn = chat(m.model, m.tokenizer, chatRequest(item, dataDir, m.stopIds));
+  const turn = chat(m.model, m.tokenizer, chatRequest(item, dataDir, m.tokenizer.specialId('<|im_end|>')));
   let r = await turn.next();
   while (!r.done) r = await turn.next();
-  const { stats, answer } = r.value;
+  const { stats, answer, prompt } = r.value;
   return {
     key: item.key,
     index: item.index,
     question_id: item.questionId,
     ...(item.subtask !== undefined ? { subtask: item.subtask } : {}),
     question: item.question,
+    prompt: prompt.replace(/(?:<IMG_CONTEXT>)+/g, (run) => `<IMG_CONTEXT*${run.length / '<IMG_CONTEXT>'.length}>`),
     answer,
     annotation: item.annotation,
     model: resolve(m.dir),

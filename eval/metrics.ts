@@ -60,7 +60,7 @@ function exactMatch(answer: string, annotation: string): boolean {
 // ---- ANLS (DocVQA, InfoVQA) -----------------------------------------------------------------
 
 /** Levenshtein distance over code points. */
-export function levenshtein(a: string, b: string): number {
+function levenshtein(a: string, b: string): number {
   let s1 = Array.from(a);
   let s2 = Array.from(b);
   if (s1.length > s2.length) [s1, s2] = [s2, s1];

@@ -23,7 +23,7 @@ export interface JobData {
 }
 
 /** redis://[user:password@]host:port[/db] -> BullMQ connection options (ioredis reads the URL). */
-export function connectionFrom(url: string): ConnectionOptions {
+function connectionFrom(url: string): ConnectionOptions {
   let u: URL;
   try {
     u = new URL(url);
@@ -36,7 +36,7 @@ export function connectionFrom(url: string): ConnectionOptions {
 }
 
 /** A short id for (task, dataset, settings): jobs of different runs never share ids. */
-export function runId(task: string, dataDir: string, settings: object): string {
+function runId(task: string, dataDir: string, settings: object): string {
   return createHash('sha256').update(JSON.stringify([task, dataDir, settings])).digest('hex').slice(0, 12);
 }
 

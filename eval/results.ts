@@ -42,10 +42,6 @@ export class ResultsFile {
     return this.done.has(key);
   }
 
-  get size(): number {
-    return this.done.size;
-  }
-
   /** Appends a result unless its item is already there (returns whether it was added). */
   add(line: ResultLine): boolean {
     if (this.done.has(line.key)) return false;

@@ -151,7 +151,7 @@ function readJsonLines(file: string): Record<string, unknown>[] {
  * ("data/chartqa/..."). With DIR = that folder's data/chartqa, the image is found relative to DIR,
  * to the folder two levels up, or with the "data/<name>/" prefix dropped; the result is relative to DIR.
  */
-export function resolveImage(dataDir: string, image: string): string {
+function resolveImage(dataDir: string, image: string): string {
   const tried = isAbsolute(image) ? [image] : [join(dataDir, image), join(dataDir, '../..', image), join(dataDir, image.split('/').slice(2).join('/'))];
   const found = tried.find((p) => existsSync(p));
   if (!found) throw new InputError(`image "${image}" not found; tried ${tried.join(', ')}`);
@@ -227,7 +227,7 @@ function qaTemplate(d: MvbenchRow): { question: string; answer: string } {
 }
 
 /** read_frame's picks: get_index over a folder of `len(listdir)` frames at 3 fps, numbered from 1. */
-export function frameFolderFiles(folder: string, frames: number, bound?: [number, number]): string[] {
+function frameFolderFiles(folder: string, frames: number, bound?: [number, number]): string[] {
   if (!existsSync(folder)) throw new InputError(`frame folder ${folder} not found`);
   const count = readdirSync(folder).length;
   // get_index's max_frame is the entry count here (frameIndices takes max_frame + 1)

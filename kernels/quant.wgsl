@@ -1,8 +1,10 @@
 // Decoding of q8 / q4 weight words (#include quant; layout in src/weights/quantize.ts and
 // docs/quantization.md). A row of K values: its codes, then ceil(K / 256) 16-byte units of f16 group
 // scales (8 per unit); groups are 32 values along K; value = scale * q.
-//   Q4: the 16-byte unit g holds group g; its word j holds values 8j .. 8j+7 of the group, byte b
-//       = (q[8j+b] + 8) | (q[8j+b+4] + 8) << 4, so the low nibbles are values 0..3, the high 4..7.
+//   Q4: the 16-byte unit g holds group g; its word j holds values 8j .. 8j+7 of the group as 4-bit
+//       two's complement nibbles, byte b = (q[8j+b] & 15) | (q[8j+b+4] & 15) << 4: the low nibbles
+//       are values 0..3, the high ones 4..7. A shift left and an arithmetic shift right decode one
+//       (no mask, no offset to subtract: a quarter fewer operations per value than offset codes).
 //   Q8: byte k of the row is q[k] as int8; a 16-byte unit holds 16 values, half a group.
 // Defines: Q4 or Q8; K_VALUES: an expression for K (the kernel's own uniform).
 
@@ -24,12 +26,12 @@ fn scaleOf(word: u32, g: u32) -> f32 { return unpack2x16float(word)[g % 2u]; }
 #if Q4
 // The 8 values of a code word (unscaled), in order.
 fn codes8(v: u32) -> array<vec4<f32>, 2> {
-  let lo = (vec4<u32>(v) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u);
-  let hi = (vec4<u32>(v) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u);
-  return array<vec4<f32>, 2>(vec4<f32>(lo) - 8.0, vec4<f32>(hi) - 8.0);
+  let lo = bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(28u, 20u, 12u, 4u)) >> vec4<u32>(28u);
+  let hi = bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(28u);
+  return array<vec4<f32>, 2>(vec4<f32>(lo), vec4<f32>(hi));
 }
 // Value i (0..7) of a code word, unscaled.
-fn code1(v: u32, i: u32) -> f32 { return f32((v >> (8u * (i % 4u) + 4u * (i / 4u))) & 15u) - 8.0; }
+fn code1(v: u32, i: u32) -> f32 { return f32(bitcast<i32>(v << (28u - 8u * (i % 4u) - 4u * (i / 4u))) >> 28u); }
 #else
 // The 4 values of a code word (unscaled), in order: sign-extended bytes.
 fn codes4(v: u32) -> vec4<f32> {

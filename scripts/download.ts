@@ -62,5 +62,5 @@ try {
   closeBar();
   if (!(e instanceof DownloadError)) throw e;
   console.error(`download failed (${e.kind}): ${e.message}`);
-  process.exit(1);
+  process.exit(3); // run.ts's status for a failed download (README)
 }

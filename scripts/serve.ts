@@ -11,10 +11,11 @@ import { isCompleteCheckpoint } from '../src/weights/download.js';
 
 const USAGE = `OpenAI-compatible chat server for PVC-InternVL2 (POST /v1/chat/completions, GET /v1/models, GET /health).
 
-  npm run serve -- --model DIR [--port 8080] [--host 127.0.0.1]
+  npm run serve -- --model DIR [--port 8080] [--host 127.0.0.1] [--dtype q8]
 
   --model DIR            checkpoint directory (required)
   --name ID              model id clients send (default: the directory's name)
+  --dtype bf16|q8|q4     LLM weights as stored (bf16, default) or quantized while loading
   --port N               default 8080 (0: any free port; the log says which)
   --host ADDR            default 127.0.0.1 (loopback only); 0.0.0.0 to serve the network
   --queue N              requests that may wait behind the running one (default 8); more get 429
@@ -36,6 +37,7 @@ function parse(argv: string[]) {
     options: {
       model: { type: 'string' },
       name: { type: 'string' },
+      dtype: { type: 'string', default: 'bf16' },
       port: { type: 'string', default: '8080' },
       host: { type: 'string', default: '127.0.0.1' },
       queue: { type: 'string', default: '8' },
@@ -58,6 +60,8 @@ function parse(argv: string[]) {
     if (v.trim() === '' || !Number.isFinite(n) || n < min || (integer && !Number.isSafeInteger(n))) throw new Error(`--${flag} needs ${integer ? 'an integer' : 'a number'} >= ${min}, got '${v}'`);
     return n;
   };
+  const dtype = values.dtype as 'bf16' | 'q8' | 'q4';
+  if (!['bf16', 'q8', 'q4'].includes(dtype)) throw new Error(`--dtype must be bf16, q8 or q4, got '${dtype}'`);
   for (const a of values['allow-media']) {
     if (!/^https?:\/\/[^/]+\//.test(a) && !a.startsWith('/')) throw new Error(`--allow-media takes an absolute folder or an http(s) URL prefix ending past the host (https://host/...), got '${a}'`);
   }
@@ -65,6 +69,7 @@ function parse(argv: string[]) {
     help: values.help ?? false,
     model: values.model,
     name: values.name,
+    dtype,
     port: num('port', 0)!,
     host: values.host,
     queue: num('queue', 0)!,
@@ -96,7 +101,7 @@ if (args.help) {
 
 const dir = resolve(args.model!);
 const server = createServer({
-  load: () => loadModel(dir),
+  load: () => loadModel(dir, { dtype: args.dtype }),
   modelName: args.name ?? basename(dir),
   queueSize: args.queue,
   bodyLimit: args.bodyLimit,

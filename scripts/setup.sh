@@ -16,7 +16,8 @@ lavapipe_ok() {
   v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
   [ -n "$v" ] && dpkg --compare-versions "$v" ge 24
 }
-for p in python3-torch python3-sentencepiece python3-pil python3-numpy ffmpeg redis-server; do have_pkg "$p" || need_apt+=("$p"); done
+# chromium: the browser tests (test/browser/) drive it headless through playwright-core (WebGPU on SwiftShader).
+for p in python3-torch python3-sentencepiece python3-pil python3-numpy ffmpeg redis-server chromium; do have_pkg "$p" || need_apt+=("$p"); done
 
 if command -v apt-get >/dev/null 2>&1 && { ! lavapipe_ok || [ ${#need_apt[@]} -gt 0 ]; }; then
   backports='/etc/apt/sources.list.d/bookworm-backports.sources'

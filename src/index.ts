@@ -16,10 +16,13 @@
 import { getDevice, type Gpu } from './gpu/index.js';
 import { InternVL, type LoadOptions } from './models/internvl.js';
 import { Tokenizer } from './text/tokenizer.js';
+import { checkLoadMemory } from './budget.js';
 
 export interface LoadModelOptions extends LoadOptions {
   /** a device to load onto; by default one is created (and destroyed by dispose()) */
   gpu?: Gpu;
+  /** host memory the weights may take on a software adapter (default: what the machine has available now) */
+  availableBytes?: number;
 }
 
 export interface LoadedModel {
@@ -38,6 +41,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const tokenizer = await Tokenizer.fromDirectory(dir);
   const gpu = opts.gpu ?? (await getDevice());
   try {
+    if (gpu.adapterClass === 'software') await checkLoadMemory(dir, opts.dtype ?? 'bf16', opts.availableBytes); // refuse before allocating
     const model = await InternVL.load(gpu, dir, { ...opts, tokenizer });
     const dispose = (): void => {
       if (!opts.gpu) gpu.destroy();
@@ -62,3 +66,4 @@ export { loadImage, type TileOptions } from './preprocess/image.js';
 export { loadVideo, type VideoOptions } from './preprocess/video.js';
 export { loadConfig, type ModelConfig } from './weights/config.js';
 export { getDevice, type Gpu } from './gpu/index.js';
+export { BudgetError, checkTurn, checkLoadMemory, kvCacheBytes, largestActivations, weightBytes, type Limits, type TurnShape } from './budget.js';

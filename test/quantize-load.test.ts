@@ -35,7 +35,7 @@ describe('quantize at load (tiny checkpoint)', () => {
       const want = Float32Array.from(dequantizeRows(dtype, quantizeRows(dtype, new Uint16Array((await readTensorBytes(info)).buffer), d), d));
       const ids = Int32Array.from({ length: 300 }, (_, i) => Math.min(V - 1, i * 11));
       for (const chunkBytes of [16 * 100, 64]) {
-        const tensors = await uploadTensors(gpu, [info], { quantize: quantizeRule(dtype), chunkBytes });
+        const tensors = await uploadTensors(gpu, [info], { quantize: quantizeRule(dtype), stagingBytes: chunkBytes });
         const table = tensors.get(info.name)!;
         expect(table.dtype).toBe(dtype);
         const tids = await gpu.upload([ids.length], 'i32', ids);

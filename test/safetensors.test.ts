@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32, type Gpu, type Tensor } from '../src/gpu/index.js';
 import { Checkpoint, DTYPE_BYTES, SafetensorsError, parseHeader, readTensor, readTensorBytes, readTensorF32, type SafetensorsDType, type SafetensorsHeader } from '../src/weights/safetensors.js';
 import { MemorySource, type ByteSource, type SourceDirectory } from '../src/weights/source.js';
-import { isVectorLike, uploadTensors, type UploadProgress } from '../src/weights/upload.js';
+import { formatLoadBreakdown, isVectorLike, planPieces, uploadTensors, type UploadProgress } from '../src/weights/upload.js';
 import { freshSeed, rng, testGpu } from './util.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'st-test-'));
@@ -131,36 +131,74 @@ describe(`reading files from an independent writer (seed ${seed})`, () => {
 });
 
 describe('GPU upload', () => {
-  it('streams every tensor bit-exact in small chunks over split buffers, widening float vectors to f32', async () => {
-    // 256-byte bindings split 'bf16.w' (22-byte rows) and 'bf16.big' into many parts; 24-byte chunks (16 after rounding) cross part edges
-    const gpu = await testGpu({ maxStorageBufferBindingSize: 256 });
-    gpus.push(gpu);
-    const ckpt = await Checkpoint.open(join(tmp, 'sharded'));
-    const names = ['bf16.w', 'bf16.big', 'bf16.vec', 'bf16.cls', 'f16.w', 'f16.vec', 'f32.w', 'f32.scalar', 'i32.x', 'bf16.tex'];
-    const progress: UploadProgress[] = [];
-    const tensors = await uploadTensors(gpu, names.map((n) => ckpt.get(n)), { chunkBytes: 24, onProgress: (p) => progress.push(p) });
-    expect(tensors.get('bf16.big')!.parts.length).toBeGreaterThan(10);
-    // K % 8 == 0: stored as texels on the software kernels, written in 16-byte chunks across parts
-    expect(tensors.get('bf16.tex')!.texels).toBe(gpu.texelWeights);
-    expect(tensors.get('bf16.tex')!.parts.length).toBeGreaterThan(5);
-    for (const name of names) {
-      const info = ckpt.get(name);
-      const t = tensors.get(name) as Tensor;
-      const got = await gpu.read(t);
-      const raw = await readTensor(info);
-      if (isVectorLike(info)) {
-        expect(t.dtype).toBe('f32');
-        const want = info.dtype === 'BF16' ? bf16BitsToF32(raw as Uint16Array) : info.dtype === 'F16' ? f16BitsToF32(raw as Uint16Array) : raw;
-        expect(Array.from(got)).toEqual(Array.from(want as Float32Array));
-      } else {
-        expect(t.dtype).toBe({ BF16: 'bf16', F16: 'f16', F32: 'f32', I32: 'i32' }[info.dtype as string]);
-        expect(Array.from(got)).toEqual(Array.from(raw as ArrayLike<number>));
+  const configs = [
+    // 256-byte bindings split 'bf16.w' (22-byte rows), 'bf16.big' and 'bf16.tex' into many parts, each copied whole from one staging buffer
+    { what: 'split into many parts, each part one whole copy', gpu: { maxStorageBufferBindingSize: 256 }, upload: {}, partial: false },
+    // whole tensors in one part, staging smaller than them: copied in pieces through two reused (dirty) staging buffers
+    { what: 'one part each, through staging smaller than a part', gpu: {}, upload: { stagingBytes: 24 }, partial: true },
+  ];
+  for (const config of configs) {
+    it(`streams every tensor bit-exact, widening float vectors to f32: ${config.what}`, async () => {
+      const gpu = await testGpu(config.gpu);
+      gpus.push(gpu);
+      const ckpt = await Checkpoint.open(join(tmp, 'sharded'));
+      const names = ['bf16.w', 'bf16.big', 'bf16.vec', 'bf16.cls', 'f16.w', 'f16.vec', 'f32.w', 'f32.scalar', 'i32.x', 'bf16.tex'];
+      const progress: UploadProgress[] = [];
+      const tensors = await uploadTensors(gpu, names.map((n) => ckpt.get(n)), { ...config.upload, onProgress: (p) => progress.push(p) });
+      if (!config.partial) expect(tensors.get('bf16.big')!.parts.length).toBeGreaterThan(10);
+      // K % 8 == 0: stored as texels on the software kernels (rows padded to 256 bytes in staging)
+      expect(tensors.get('bf16.tex')!.texels).toBe(gpu.texelWeights);
+      if (!config.partial) expect(tensors.get('bf16.tex')!.parts.length).toBeGreaterThan(5);
+      for (const name of names) {
+        const info = ckpt.get(name);
+        const t = tensors.get(name) as Tensor;
+        const got = await gpu.read(t);
+        const raw = await readTensor(info);
+        if (isVectorLike(info)) {
+          expect(t.dtype).toBe('f32');
+          const want = info.dtype === 'BF16' ? bf16BitsToF32(raw as Uint16Array) : info.dtype === 'F16' ? f16BitsToF32(raw as Uint16Array) : raw;
+          expect(Array.from(got)).toEqual(Array.from(want as Float32Array));
+        } else {
+          expect(t.dtype).toBe({ BF16: 'bf16', F16: 'f16', F32: 'f32', I32: 'i32' }[info.dtype as string]);
+          expect(Array.from(got)).toEqual(Array.from(raw as ArrayLike<number>));
+        }
+        t.release();
       }
-      t.release();
+      const total = names.reduce((s, n) => s + ckpt.get(n).byteLength, 0);
+      const last = progress.at(-1)!;
+      expect(last.bytesDone).toBe(total);
+      expect(progress.every((p, i) => p.bytesTotal === total && (i === 0 || p.bytesDone > progress[i - 1].bytesDone))).toBe(true);
+      // whole-part copies (no lazy clear of the target) unless a part is larger than the staging buffer
+      const parts = names.reduce((n, name) => n + tensors.get(name)!.parts.length, 0);
+      if (config.partial) expect(last.breakdown.partialCopies).toBeGreaterThan(0);
+      else expect([last.breakdown.copies, last.breakdown.partialCopies]).toEqual([parts, 0]);
+      expect(formatLoadBreakdown(last)).toMatch(/^loaded 0\.00 GB in [\d.]+ s \([\d.]+ GB\/s\): reading [\d.]+ s, waiting for GPU copies [\d.]+ s, .* copies \(\d+ partial\)/);
+    });
+  }
+
+  it('cuts parts into staging pieces: every row once, under the capacity, whole parts when they fit, whole words for buffers', () => {
+    const texture = {} as GPUTexture;
+    const buffer = {} as GPUBuffer;
+    for (const [rowElems, dtype, capacity] of [[11, 'bf16', 100], [24, 'bf16', 600], [3, 'f32', 64], [7, 'f16', 30], [4096, 'bf16', 128 << 20]] as const) {
+      for (const kind of ['buffer', 'texture'] as const) {
+        const parts = [{ rowStart: 0, rows: 37 }, { rowStart: 37, rows: 5 }].map((p) => (kind === 'texture' ? { ...p, texture } : { ...p, buffer }));
+        const pieces = planPieces(parts, rowElems, dtype, capacity);
+        const rowBytes = rowElems * (dtype === 'f32' ? 4 : 2);
+        for (const part of parts) {
+          const mine = pieces.filter((q) => q.part === part);
+          expect(mine.map((q) => q.row)).toEqual(mine.map((_, i) => mine.slice(0, i).reduce((n, q) => n + q.rows, 0)));
+          expect(mine.reduce((n, q) => n + q.rows, 0)).toBe(part.rows);
+          const pitch = kind === 'texture' ? Math.ceil(rowBytes / 256) * 256 : rowBytes;
+          if (part.rows * pitch <= capacity) expect(mine.map((q) => q.whole)).toEqual([true]);
+          for (const q of mine) {
+            expect(q.pitch).toBe(pitch);
+            expect(q.stagingBytes).toBe(Math.ceil((q.rows * pitch) / 4) * 4);
+            if (q.rows > 1 && !(kind === 'buffer' && (rowBytes % 4 !== 0))) expect(q.stagingBytes).toBeLessThanOrEqual(capacity + 3);
+            if (kind === 'buffer' && q.row + q.rows < part.rows) expect((q.rows * rowBytes) % 4).toBe(0);
+          }
+        }
+      }
     }
-    const total = names.reduce((s, n) => s + ckpt.get(n).byteLength, 0);
-    expect(progress.at(-1)!.bytesDone).toBe(total);
-    expect(progress.every((p, i) => p.bytesTotal === total && (i === 0 || p.bytesDone > progress[i - 1].bytesDone))).toBe(true);
   });
 
   it('refuses dtypes the GPU cannot hold before allocating anything', async () => {

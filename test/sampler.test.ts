@@ -3,6 +3,7 @@
 // (chi-square), seed determinism, and bad settings. CPU only.
 
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { argmaxOf, processLogits, resolveSampling, Sampler, seededRandom, type SamplingOptions } from '../src/generate/sampler.js';
 import { freshSeed, randn, rng } from './util.js';
 
@@ -91,6 +92,37 @@ describe('processLogits (HF order: repetition penalty, temperature, top-k, top-p
 
   it('NaN logits fail loudly', () => {
     expect(() => processLogits(Float64Array.of(0, NaN), [], resolveSampling())).toThrow(/NaN \(id 1\)/);
+  });
+});
+
+/** softmax(logits / T) by PyTorch in float64, for each [logits, T] (null where it gives NaN). */
+function torchSoftmax(cases: [number[], number][]): (number | null)[][] {
+  const code = 'import json, sys, torch\nout = [torch.softmax(torch.tensor(x, dtype=torch.float64) / t, dim=0).tolist() for x, t in json.load(sys.stdin)]\nprint(json.dumps([[None if p != p else p for p in ps] for ps in out]))';
+  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', code], { input: JSON.stringify(cases) }).toString());
+}
+
+describe('tiny temperatures (1/T or logits/T past float64)', () => {
+  const seed = freshSeed();
+  it(`give the T -> 0 limit, which PyTorch's softmax(logits / T) already reaches at T = 1e-300 (seed ${seed})`, () => {
+    const distinct = Array.from(randn(50, rng(seed), 2));
+    const tied = [1, 3, -2, 3, 0];
+    const [wantDistinct, wantTied, overflowed] = torchSoftmax([[distinct, 1e-300], [tied, 1e-300], [tied, 1e-320]]);
+    expect(overflowed.includes(null), 'PyTorch itself overflows at 1e-320').toBe(true);
+    for (const [logits, want] of [[distinct, wantDistinct], [tied, wantTied]] as const) {
+      for (const temperature of [1e-300, 1e-310, 1e-320, 5e-324]) {
+        const scores = processLogits(Float64Array.from(logits), [], { temperature, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 });
+        const got = softmax(Array.from(scores));
+        got.forEach((p, i) => expect(Math.abs(p - want[i]!), `T ${temperature} id ${i}`).toBeLessThan(1e-12));
+      }
+    }
+  });
+
+  it(`a sampler at T = 1e-320 draws the argmax, or the ids tied at the top (seed ${seed})`, () => {
+    const logits = randn(300, rng(seed), 2);
+    const sampler = new Sampler({ temperature: 1e-320, seed });
+    for (let i = 0; i < 50; i++) expect(sampler.pick(logits, [])).toBe(argmaxOf(logits));
+    const drawn = new Set(Array.from({ length: 200 }, () => sampler.pick([1, 3, -2, 3, 0], [])));
+    expect([...drawn].sort()).toEqual([1, 3]);
   });
 });
 

@@ -162,7 +162,18 @@ describe(`chat sessions (tiny checkpoint seed ${seed})`, () => {
     } finally {
       m.gpu.device.queue.writeBuffer(norm.buffer, 0, saved);
     }
-    const ok = await turn(new ChatSession(m.model, m.tokenizer), { question: 'Hi', maxNewTokens: 2 });
+    // a broken vision tower is named before the LLM runs
+    const bias = m.model.projector.fc2.bias;
+    const savedBias = Float32Array.from((await m.gpu.read(bias)) as Float32Array);
+    m.gpu.device.queue.writeBuffer(bias.buffer, 0, new Float32Array(savedBias.length).fill(Infinity));
+    try {
+      const err = await turn(new ChatSession(m.model, m.tokenizer), { question: 'Hi', images: [IMAGE], maxTiles: 1, maxNewTokens: 2 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NonFiniteError);
+      expect((err as Error).message).toMatch(/the vision tower or the projector produced non-finite values/);
+    } finally {
+      m.gpu.device.queue.writeBuffer(bias.buffer, 0, savedBias);
+    }
+    const ok = await turn(new ChatSession(m.model, m.tokenizer), { question: 'Hi', images: [IMAGE], maxTiles: 1, maxNewTokens: 2 });
     expect(ok.ids.length).toBeGreaterThan(0);
   }, 120_000);
 

@@ -15,7 +15,8 @@ export interface ChatSettings {
 }
 
 export type ToWorker =
-  | { type: 'load'; source: ModelSource }
+  /** dtype: the LLM's weights as stored (bf16) or quantized while loading (q8, q4: less GPU memory) */
+  | { type: 'load'; source: ModelSource; dtype: 'bf16' | 'q8' | 'q4' }
   | { type: 'chat'; question: string; images: File[]; video?: File; settings: ChatSettings }
   | { type: 'stop' }
   | { type: 'reset' };

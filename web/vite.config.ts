@@ -1,10 +1,12 @@
 // The page (web/) and its Web Worker, bundled by Vite. The engine's modules are shared with Node;
 // the few that touch Node-only APIs get browser builds here, so nothing in the bundle reaches
 // node:fs, child_process, sharp or Dawn's bindings:
-//   src/gpu/kernels.ts         -> kernels-browser.ts  (WGSL bundled as text)
-//   src/preprocess/decode.ts   -> decode-browser.ts   (createImageBitmap)
-//   src/preprocess/video.ts    -> video-browser.ts    (mp4box.js + WebCodecs)
-//   node:fs/promises           -> src/browser/fs.ts   (byte sources mounted at virtual paths)
+//   src/gpu/kernels.ts         -> src/browser/kernels.ts  (WGSL bundled as text)
+//   src/preprocess/decode.ts   -> src/browser/decode.ts   (createImageBitmap)
+//   src/preprocess/video.ts    -> src/browser/video.ts    (mp4box.js + WebCodecs)
+//   node:fs/promises           -> src/browser/fs.ts       (byte sources mounted at virtual paths)
+// (The browser builds live in their own folder: Vite's dependency scan caches a specifier's
+// resolution per importing folder, so './decode.js' must not mean both files in one folder.)
 //   node:path                  -> pathe
 //   webgpu, sharp, node:child_process -> src/browser/unavailable.ts (never called in a browser)
 
@@ -16,9 +18,9 @@ const src = (p: string) => fileURLToPath(new URL(`../src/${p}`, import.meta.url)
 /** Swap a module for its browser build everywhere except inside that browser build itself. */
 function browserBuilds(): Plugin {
   const swaps = new Map([
-    [src('gpu/kernels.ts'), src('gpu/kernels-browser.ts')],
-    [src('preprocess/decode.ts'), src('preprocess/decode-browser.ts')],
-    [src('preprocess/video.ts'), src('preprocess/video-browser.ts')],
+    [src('gpu/kernels.ts'), src('browser/kernels.ts')],
+    [src('preprocess/decode.ts'), src('browser/decode.ts')],
+    [src('preprocess/video.ts'), src('browser/video.ts')],
   ]);
   return {
     name: 'pvc-browser-builds',
@@ -50,5 +52,5 @@ export default defineConfig({
   server: { fs: { allow: ['..'] } },
   // The worker's dependencies are found late by the dev server's scan, which then reloads the page
   // mid-load: list them up front.
-  optimizeDeps: { entries: ['index.html', 'worker.ts'], include: ['mp4box', '@noble/hashes/sha2.js', '@noble/hashes/legacy.js', '@noble/hashes/utils.js', 'gifuct-js', '@huggingface/jinja', 'pathe'] },
+  optimizeDeps: { entries: ['index.html', 'worker.ts'], include: ['mp4box', '@noble/hashes/sha2.js', '@noble/hashes/legacy.js', '@noble/hashes/utils.js', 'gifuct-js', '@huggingface/jinja', 'pathe', 'fast-png'] },
 });

@@ -1,10 +1,10 @@
 // The engine's Web Worker: loads a checkpoint (local folder, HTTP folder, or hub download cached in
 // the OPFS) through byte sources mounted at /model, and runs chat turns, streaming tokens to the page.
 
-import { chat, formatStats, InputError, loadModel, type ChatTurn, type LoadedModel } from '../src/index.js';
+import { ChatSession, formatStats, InputError, loadModel, type LoadedModel } from '../src/index.js';
 import { mount, unmount } from '../src/browser/fs.js';
-import { ensureHubModel, QuotaError } from '../src/weights/download-browser.js';
-import { BlobSource, HttpSource } from '../src/weights/source-browser.js';
+import { ensureHubModel, QuotaError } from '../src/browser/download.js';
+import { BlobSource, HttpSource } from '../src/browser/source.js';
 import type { ErrorKind, FromWorker, ModelSource, ToWorker } from './protocol.js';
 
 const MODEL_DIR = '/model';
@@ -23,10 +23,9 @@ class PageError extends Error {
 }
 
 let loaded: LoadedModel | null = null;
-let history: ChatTurn[] = [];
-/** the conversation's images or video: every turn passes them again (their placeholders are in the history) */
-let media: { images: string[]; video?: string } = { images: [] };
-let stopRequested = false;
+/** the conversation (its KV cache: each turn prefills only its own tokens) */
+let session: ChatSession | null = null;
+let abort: AbortController | null = null;
 let inputCount = 0;
 
 async function checkAdapter(): Promise<void> {
@@ -47,7 +46,7 @@ async function mountModel(source: ModelSource): Promise<{ name: string; download
     for (const f of source.files) {
       // webkitRelativePath is "FOLDER/name"; files of subfolders are not part of a checkpoint
       const rel = (f.webkitRelativePath || f.name).split('/').slice(1).join('/') || f.name;
-      mount(`${MODEL_DIR}/${rel}`, new BlobSource(f));
+      mount(`${MODEL_DIR}/${rel}`, new BlobSource(f.name, f));
     }
     return { name: source.files[0].webkitRelativePath.split('/')[0] || 'local folder', downloaded: 0 };
   }
@@ -68,25 +67,27 @@ async function mountModel(source: ModelSource): Promise<{ name: string; download
     return { name: base, downloaded: 0 };
   }
   const { files, commit, downloaded } = await ensureHubModel(source, (p) => post({ type: 'progress', phase: 'download', done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond, file: p.file }));
-  for (const [name, file] of files) mount(`${MODEL_DIR}/${name}`, new BlobSource(file));
+  for (const [name, file] of files) mount(`${MODEL_DIR}/${name}`, new BlobSource(name, file));
   return { name: `${source.repo}@${commit.slice(0, 10)}`, downloaded };
 }
 
-async function load(source: ModelSource): Promise<void> {
+async function load(source: ModelSource, dtype: 'bf16' | 'q8' | 'q4'): Promise<void> {
+  session?.dispose();
+  session = null;
   loaded?.dispose();
   loaded = null;
-  history = [];
-  media = { images: [] };
   await checkAdapter();
   const { name, downloaded } = await mountModel(source);
   const start = performance.now();
   let bytes = 0;
   loaded = await loadModel(MODEL_DIR, {
+    dtype,
     onProgress: (p) => {
       bytes = p.bytesTotal;
       post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond });
     },
   });
+  session = new ChatSession(loaded.model, loaded.tokenizer, { stopIds: loaded.stopIds });
   const device = loaded.gpu.device;
   void device.lost.then((info) => {
     if (info.reason !== 'destroyed') post({ type: 'error', kind: 'device-lost', message: `The GPU device was lost (${info.message || info.reason}). Reload the model to continue.` });
@@ -96,45 +97,36 @@ async function load(source: ModelSource): Promise<void> {
 
 function mountInput(file: File): string {
   const path = `/input/${inputCount++}-${file.name.replace(/[/\\]/g, '_')}`;
-  mount(path, new BlobSource(file));
+  mount(path, new BlobSource(file.name, file));
   return path;
 }
 
 async function turn(msg: Extract<ToWorker, { type: 'chat' }>): Promise<void> {
-  if (!loaded) throw new PageError('model', 'load a model first');
+  if (!loaded || !session) throw new PageError('model', 'load a model first');
+  // media belong to a conversation's first turn: new media start a new conversation
   if (msg.images.length || msg.video) {
-    // new media start a new conversation: earlier turns' placeholders refer to the old ones
-    if (history.length) history = [];
+    session.reset();
     unmount('/input');
-    media = { images: msg.images.map(mountInput), video: msg.video && mountInput(msg.video) };
   }
-  stopRequested = false;
-  const it = chat(loaded.model, loaded.tokenizer, {
+  abort = new AbortController();
+  const it = session.turn({
     question: msg.question,
-    images: media.images,
-    video: media.video ? { path: media.video, frames: msg.settings.frames } : undefined,
-    history,
+    images: msg.images.map(mountInput),
+    video: msg.video ? { path: mountInput(msg.video), frames: msg.settings.frames } : undefined,
     maxTiles: msg.settings.maxTiles,
     maxNewTokens: msg.settings.maxNewTokens,
     sampling: msg.settings.sampling,
-    stopIds: loaded.stopIds,
+    signal: abort.signal,
   });
-  let newTokens = 0;
   for (let r = await it.next(); ; r = await it.next()) {
     if (r.done) {
-      history = [...history, r.value.turn];
-      post({ type: 'done', answer: r.value.answer, stats: formatStats(r.value.stats), stopped: false, decodeTokensPerSecond: r.value.stats.decodeTokensPerSecond, newTokens: r.value.stats.newTokens });
+      const { stats } = r.value;
+      post({ type: 'done', answer: r.value.answer, stats: formatStats(stats), stopped: stats.stop === 'aborted', decodeTokensPerSecond: stats.decodeTokensPerSecond, newTokens: stats.newTokens });
       return;
     }
-    newTokens++;
     post({ type: 'token', text: r.value });
-    // yield to the message loop so that a stop request is seen between tokens
+    // let the message loop run so that a stop request is seen between tokens
     await new Promise((res) => setTimeout(res, 0));
-    if (stopRequested) {
-      await it.return(undefined as never);
-      post({ type: 'done', answer: '', stats: `stopped by the user after ${newTokens} text pieces (this turn is not kept in the conversation)`, stopped: true, decodeTokensPerSecond: 0, newTokens });
-      return;
-    }
   }
 }
 
@@ -153,17 +145,16 @@ function classify(e: unknown): { kind: ErrorKind; message: string } {
 self.onmessage = async (ev: MessageEvent<ToWorker>) => {
   const msg = ev.data;
   if (msg.type === 'stop') {
-    stopRequested = true;
+    abort?.abort();
     return;
   }
   if (msg.type === 'reset') {
-    history = [];
-    media = { images: [] };
+    session?.reset();
     unmount('/input');
     return;
   }
   try {
-    if (msg.type === 'load') await load(msg.source);
+    if (msg.type === 'load') await load(msg.source, msg.dtype);
     else await turn(msg);
   } catch (e) {
     post({ type: 'error', ...classify(e) });

@@ -3,7 +3,8 @@
 // checkpoint folder at /model/... and dropped images and videos at /input/..., so the Node code
 // paths (checkpoint reader, uploader, config, tokenizer, chat) run unchanged and stream by slices.
 
-import type { ByteSource } from '../weights/source-browser.js';
+import type { ByteSource } from '../weights/source.js';
+import { readAll } from './source.js';
 
 const mounts = new Map<string, ByteSource>();
 
@@ -48,8 +49,7 @@ export async function stat(path: string): Promise<Stats> {
 }
 
 export async function readFile(path: string, encoding?: string | { encoding?: string }): Promise<Uint8Array | string> {
-  const s = sourceOf(path);
-  const bytes = await s.read(0, s.size);
+  const bytes = await readAll(sourceOf(path));
   const enc = typeof encoding === 'string' ? encoding : encoding?.encoding;
   return enc ? new TextDecoder().decode(bytes) : bytes;
 }
@@ -63,11 +63,7 @@ export interface FileHandle {
 export async function open(path: string): Promise<FileHandle> {
   const s = sourceOf(path);
   return {
-    async read(buffer, offset, length, position) {
-      const bytes = await s.read(position, Math.min(length, Math.max(0, s.size - position)));
-      buffer.set(bytes, offset);
-      return { bytesRead: bytes.length };
-    },
+    read: async (buffer, offset, length, position) => ({ bytesRead: await s.read(buffer.subarray(offset, offset + length), position) }),
     stat: () => stat(path),
     close: async () => {},
   };

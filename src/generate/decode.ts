@@ -6,15 +6,12 @@
 import type { Tensor } from '../gpu/tensor.js';
 import type { KvCache } from '../models/internlm2.js';
 import type { InternVL } from '../models/internvl.js';
-import { argmax, NON_FINITE_BIT } from '../ops/reduce.js';
+import { argmax, NON_FINITE_BIT, NonFiniteError } from '../ops/reduce.js';
+
+export { NonFiniteError };
 import type { Sampler } from './sampler.js';
 
 export type StopReason = 'stop-token' | 'max-new-tokens' | 'context' | 'aborted';
-
-/** The model produced NaN or infinite logits: the answer cannot go on. */
-export class NonFiniteError extends Error {
-  override name = 'NonFiniteError';
-}
 
 export interface DecodeOptions {
   maxNewTokens: number;

@@ -54,7 +54,8 @@ export async function readMedia(model: InternVL, req: MediaRequest): Promise<{ m
         const video = await loadVideo(path, { frames, imageSize: cfg.imageSize, bound: start !== undefined && end !== undefined ? [start, end] : undefined });
         frameTiles = [video.data];
       } catch (e) {
-        throw new InputError(`cannot read video ${path}: ${(e as Error).message}`);
+        const msg = (e as Error).message;
+        throw new InputError(msg.startsWith('cannot read video') ? msg : `cannot read video ${path}: ${msg}`); // probeVideo's errors already say it
       }
     }
     const pixels = concat(frameTiles);

@@ -69,7 +69,7 @@ export function processLogits(scores: Float64Array, previous: Iterable<number>, 
     }
   }
   if (s.temperature === 0) return scores;
-  if (s.temperature !== 1) for (let i = 0; i < v; i++) scores[i] /= s.temperature;
+  if (s.temperature !== 1) divideByTemperature(scores, s.temperature);
   if (s.topK > 0 && s.topK < v) {
     const kth = Float64Array.from(scores).sort()[v - s.topK];
     for (let i = 0; i < v; i++) if (scores[i] < kth) scores[i] = -Infinity;
@@ -93,6 +93,26 @@ export function processLogits(scores: Float64Array, previous: Iterable<number>, 
     for (let i = 0; i < v; i++) if (scores[i] < sorted[cut]) scores[i] = -Infinity;
   }
   return scores;
+}
+
+/**
+ * scores / T in place. A temperature so small that a finite score overflows (T under ~1e-300 for
+ * logits of a few units) gets the limit of softmax(scores / T) as T -> 0: all the mass on the top
+ * score, shared by ids tied there. Just above that threshold the division already gives this limit
+ * (any two distinct float32 logits end up far more than exp's ~745 range apart), so nothing jumps.
+ * Hugging Face divides float32 logits and fails on the NaN probabilities such a T makes.
+ */
+function divideByTemperature(scores: Float64Array, temperature: number): void {
+  let max = -Infinity;
+  let overflows = false;
+  for (let i = 0; i < scores.length; i++) {
+    max = Math.max(max, scores[i]);
+    overflows ||= Number.isFinite(scores[i]) && !Number.isFinite(scores[i] / temperature);
+  }
+  for (let i = 0; i < scores.length; i++) {
+    if (overflows) scores[i] = scores[i] === max ? 0 : -Infinity;
+    else scores[i] /= temperature;
+  }
 }
 
 /** softmax of scores[ids] (float64, max-subtracted), in the order of ids. */

@@ -1,6 +1,7 @@
 // Device acquisition (Node through Dawn's npm `webgpu`, or a browser's navigator.gpu) and the
 // Gpu object that owns everything device-side: buffer pool, uniform arena, pipeline cache.
 
+import { throttleDawnPolling } from './dawn-poll.js';
 import { loadKernelSources } from './kernels.js';
 import { BufferPool } from './pool.js';
 import { PipelineCache, type Defines } from './pipelines.js';
@@ -61,6 +62,7 @@ async function getNavigatorGpu(): Promise<GPU> {
     throw new Error(`cannot load Dawn's Node bindings (npm package 'webgpu'): ${(e as Error).message}. Run 'npm install'.`);
   }
   Object.assign(globalThis, mod.globals);
+  throttleDawnPolling();
   // Unquantised timestamps so the profiler can time single kernels.
   return mod.create(['disable-dawn-features=timestamp_quantization']);
 }
@@ -139,10 +141,12 @@ export class Gpu {
     void device.lost.then((info) => {
       this.lostReason = info.reason === 'destroyed' ? 'the device was destroyed' : `the GPU device was lost (${info.reason}): ${info.message}`;
     });
-    device.addEventListener('uncapturederror', (ev) => {
-      this.uncaptured ??= (ev as GPUUncapturedErrorEvent).error.message;
-    });
+    device.addEventListener('uncapturederror', this.onUncapturedError);
   }
+
+  private readonly onUncapturedError = (ev: Event): void => {
+    this.uncaptured ??= (ev as GPUUncapturedErrorEvent).error.message;
+  };
 
   /** Throws if the device is lost or an earlier error escaped the error scopes. */
   assertUsable(): void {
@@ -291,6 +295,9 @@ export class Gpu {
     this.pool.trim();
     for (const b of this.uniformChunks) b.destroy();
     this.uniformChunks = [];
+    // The listener holds this Gpu (and through keepAlive Dawn's instance): left on the device it
+    // keeps the whole native graph alive after destroy, a few MB per load/dispose cycle.
+    this.device.removeEventListener('uncapturederror', this.onUncapturedError);
     this.device.destroy();
   }
 }

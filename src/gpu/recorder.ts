@@ -224,7 +224,8 @@ function toResource(b: Binding, maxBinding: number, label: string, index: number
     if (!view) textureViews.set(b, (view = b.createView()));
     return view;
   }
-  if (b instanceof Tensor) r = { buffer: b.buffer };
+  // a pooled buffer may be larger than its tensor (size classes): bind the tensor's bytes only
+  if (b instanceof Tensor) r = { buffer: b.buffer, size: b.byteSize };
   else if ('buffer' in b && !('mapState' in b)) r = b as GPUBufferBinding;
   else r = { buffer: b as GPUBuffer };
   const size = r.size ?? r.buffer.size - (r.offset ?? 0);

@@ -37,3 +37,13 @@ function returnedTensors(value: unknown): Tensor[] {
   if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) return Object.values(value).flatMap(returnedTensors);
   return [];
 }
+
+/**
+ * The next value of a carried tensor (a residual stream, or its chunks): fn(x) in its own scope,
+ * then x released, so at most the old and the new value and one branch's intermediates are alive.
+ */
+export function advance<T extends Tensor | Tensor[]>(x: T, fn: (x: T) => T): T {
+  const next = scope(() => fn(x));
+  for (const t of returnedTensors(x)) t.release();
+  return next;
+}

@@ -1,7 +1,7 @@
 // InternLM2 decoder with a KV cache (pvc-architecture.md section 6).
 
 import type { Gpu } from '../gpu/device.js';
-import { scope } from '../gpu/scope.js';
+import { advance, scope } from '../gpu/scope.js';
 import type { Recorder } from '../gpu/recorder.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { LlmConfig } from '../weights/config.js';
@@ -115,22 +115,27 @@ export class InternLM2 {
     const ntk = cfg.ropeScaling ? { maxPositionEmbeddings: cfg.maxPositionEmbeddings, scalingFactor: cfg.ropeScaling.factor } : {};
     let h = x;
     this.layers.forEach((layer, i) => {
+      // nested scopes end each intermediate's life where the reference drops it
       const afterAttn = scope(() => {
-        const qkv = matmul(rec, rmsNorm(rec, h, layer.attentionNorm, cfg.rmsNormEps), layer.wqkv);
-        rope(rec, qkv, ropeView, { positionOffset: position, theta: cfg.ropeTheta, seqLen: position + n, ...ntk });
-        appendKv(rec, qkv, cache.k[i], cache.v[i], { kvHeads: cfg.numKeyValueHeads, headDim: cfg.headDim, position });
-        const attn = llmAttention(rec, qkv, cache.k[i], cache.v[i], { heads: cfg.numAttentionHeads, kvHeads: cfg.numKeyValueHeads, kvLen: position + n });
+        const attn = scope(() => {
+          const qkv = scope(() => matmul(rec, rmsNorm(rec, h, layer.attentionNorm, cfg.rmsNormEps), layer.wqkv));
+          rope(rec, qkv, ropeView, { positionOffset: position, theta: cfg.ropeTheta, seqLen: position + n, ...ntk });
+          appendKv(rec, qkv, cache.k[i], cache.v[i], { kvHeads: cfg.numKeyValueHeads, headDim: cfg.headDim, position });
+          return llmAttention(rec, qkv, cache.k[i], cache.v[i], { heads: cfg.numAttentionHeads, kvHeads: cfg.numKeyValueHeads, kvLen: position + n });
+        });
         return matmul(rec, attn, layer.wo, { residual: h });
       });
-      if (h !== x) h.release(); // the previous layer's output, carried into this one
-      h = scope(() => {
+      if (h !== x) h.release(); // the previous layer's output (the caller owns x)
+      h = advance(afterAttn, (afterAttn) => {
         const act = scope(() => {
-          const f = rmsNorm(rec, afterAttn, layer.ffnNorm, cfg.rmsNormEps);
-          return siluMul(rec, matmul(rec, f, layer.w1), matmul(rec, f, layer.w3));
+          const [gate, up] = scope(() => {
+            const f = rmsNorm(rec, afterAttn, layer.ffnNorm, cfg.rmsNormEps);
+            return [matmul(rec, f, layer.w1), matmul(rec, f, layer.w3)];
+          });
+          return siluMul(rec, gate, up);
         });
         return matmul(rec, act, layer.w2, { residual: afterAttn });
       });
-      afterAttn.release();
       opts.tap?.(`llm.layer.${i}`, h);
     });
     cache.length = position + n;

@@ -5,7 +5,7 @@
 // token position. Activations are [F * (1 + P), C] rows: frame-major, CLS first in each frame.
 
 import type { Recorder } from '../gpu/recorder.js';
-import { scope } from '../gpu/scope.js';
+import { advance, scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
 import type { VisionConfig } from '../weights/config.js';
 import { attention, temporalAttention } from '../ops/attention.js';
@@ -113,90 +113,127 @@ export class InternViT {
   }
 
   /**
-   * Encode one sequence: pixels [F, 3, S, S] (normalised), `timeEmbedding` [F, 256] the sinusoid of
-   * the frames' timestamps (temporal checkpoints only). Returns the last layer's output [F*(1+P), C].
+   * Encode one temporal sequence of F frames, given as chunks of consecutive frames: pixels[k]
+   * [Fk, 3, S, S] (normalised) and, on temporal checkpoints, timeEmbedding[k] [Fk, 256] (the sinusoid
+   * of their timestamps). Everything but temporal attention works frame by frame, so chunk by chunk;
+   * temporal attention mixes the frames at one token position, so it gathers every chunk's frames
+   * for `temporalTokens` positions at a time (exact either way). Returns the last layer's output per
+   * chunk, [Fk*(1+P), C].
    */
-  forward(rec: Recorder, pixels: Tensor, timeEmbedding: Tensor | null, tap?: Tap): Tensor {
+  forward(rec: Recorder, pixels: Tensor[], timeEmbedding: Tensor[] | null, opts: { temporalTokens?: number; tap?: Tap } = {}): Tensor[] {
     const cfg = this.config;
     const c = cfg.hiddenSize;
-    const frames = pixels.shape[0];
     const tokens = 1 + (cfg.imageSize / cfg.patchSize) ** 2;
-    const heads = cfg.numAttentionHeads;
-    const eps = cfg.layerNormEps;
+    const { tap } = opts;
     const { patch, cls, pos } = this.embeddings;
-    let x = patchEmbed(rec, pixels, patch.weight, patch.bias!, cls, pos).reshape([frames * tokens, c]);
-    tap?.('vision.embeddings', x);
+    let xs = pixels.map((px) => {
+      const x = patchEmbed(rec, px, patch.weight, patch.bias!, cls, pos).reshape([px.shape[0] * tokens, c]);
+      tap?.('vision.embeddings', x);
+      return x;
+    });
 
-    let cond: Tensor | null = null;
+    let conds: (Tensor | null)[] = pixels.map(() => null);
     if (this.temporalEmbedder) {
       if (!timeEmbedding) throw new Error('InternViT: this checkpoint has temporal layers; frame timestamps are required');
       const [l1, l2] = this.temporalEmbedder;
-      cond = scope(() => {
-        const te = matmul(rec, silu(rec, matmul(rec, timeEmbedding, l1.weight, { bias: l1.bias })), l2.weight, { bias: l2.bias });
-        tap?.('vision.temporal_embedding', te);
-        return silu(rec, te); // the AdaLN linears all read SiLU(c)
-      });
+      conds = timeEmbedding.map((times) =>
+        scope(() => {
+          const te = matmul(rec, silu(rec, matmul(rec, times, l1.weight, { bias: l1.bias })), l2.weight, { bias: l2.bias });
+          tap?.('vision.temporal_embedding', te);
+          return silu(rec, te); // the AdaLN linears all read SiLU(c)
+        }),
+      );
     }
 
     this.layers.forEach((layer, i) => {
-      const next = scope(() => this.layer(rec, layer, x, cond, { frames, tokens, tap: tap && ((name, t) => tap(`${name}.${i}`, t)) }));
-      x.release(); // the previous layer's output, carried into this one
-      x = next;
-      tap?.(`vision.layer.${i}`, x);
+      const at = { tokens, tap: tap && ((name: string, t: Tensor) => tap(`${name}.${i}`, t)) };
+      xs = scope(() => {
+        const mods = conds.map((cond) => (layer.adaln && cond ? matmul(rec, cond, layer.adaln.weight, { bias: layer.adaln.bias }) : null));
+        if (layer.temporal) xs = advance(xs, (xs) => this.temporalBranch(rec, layer, xs, mods, opts.temporalTokens ?? tokens, at));
+        return xs.map((x, k) => this.spatialBranches(rec, layer, x, mods[k], at));
+      });
+      for (const x of xs) tap?.(`vision.layer.${i}`, x);
     });
-    cond?.release();
-    return x;
+    for (const cond of conds) cond?.release();
+    return xs;
   }
 
-  /** One encoder layer: [T-MHA +] attention + MLP branches, each added to the residual stream. */
-  private layer(rec: Recorder, layer: VitLayer, x: Tensor, cond: Tensor | null, at: { frames: number; tokens: number; tap?: Tap }): Tensor {
-    const { frames, tokens } = at;
+  /** AdaLN chunks of a branch: with 9 chunks (T-MHA, attention, MLP), with 6 (attention, MLP); null without modulation. */
+  private adaln(layer: VitLayer, mod: Tensor | null, branch: Branch) {
+    const g = mod ? BRANCH_GROUP[branch] - (layer.adaln!.chunks === 9 ? 0 : 1) : -1;
+    return g < 0 ? null : adalnChunks(g, this.switches.adaln_chunk_order);
+  }
+
+  private normed(rec: Recorder, layer: VitLayer, h: Tensor, norm: { weight: Tensor; bias: Tensor }, mod: Tensor | null, branch: Branch, tokens: number): Tensor {
+    const ch = this.adaln(layer, mod, branch);
+    return scope(() => {
+      const ln = layerNorm(rec, h, norm.weight, norm.bias, this.config.layerNormEps);
+      return ch ? modulate(rec, ln, mod!, { tokensPerFrame: tokens, shiftChunk: ch.shift, scaleChunk: ch.scale }) : ln;
+    });
+  }
+
+  /** T-MHA over the frames of every chunk at each token position, added to each chunk's residual stream. */
+  private temporalBranch(rec: Recorder, layer: VitLayer, xs: Tensor[], mods: (Tensor | null)[], temporalTokens: number, at: { tokens: number; tap?: Tap }): Tensor[] {
+    const t = layer.temporal!;
     const c = this.config.hiddenSize;
     const heads = this.config.numAttentionHeads;
-    const eps = this.config.layerNormEps;
-    const mod = layer.adaln && cond ? matmul(rec, cond, layer.adaln.weight, { bias: layer.adaln.bias }) : null;
-    // AdaLN chunk groups: with 9 chunks (T-MHA, attention, MLP), with 6 (attention, MLP)
-    const chunksOf = (branch: Branch) => {
-      const g = mod ? BRANCH_GROUP[branch] - (layer.adaln!.chunks === 9 ? 0 : 1) : -1;
-      return g < 0 ? null : adalnChunks(g, this.switches.adaln_chunk_order);
-    };
-    const normed = (h: Tensor, norm: { weight: Tensor; bias: Tensor }, branch: Branch): Tensor => {
-      const ln = layerNorm(rec, h, norm.weight, norm.bias, eps);
-      const ch = chunksOf(branch);
-      return ch ? modulate(rec, ln, mod!, { tokensPerFrame: tokens, shiftChunk: ch.shift, scaleChunk: ch.scale }) : ln;
-    };
+    const { tokens } = at;
+    const mask = this.switches.temporal_mask === 'bidirectional' ? 'none' : 'causal';
+    const qkvs = xs.map((x, k) => scope(() => matmul(rec, this.normed(rec, layer, x, t.norm, mods[k], 'tmha', tokens), t.qkv.weight, { bias: t.qkv.bias })));
+    const frames = xs.map((x) => x.shape[0] / tokens);
+    let attn: Tensor[];
+    if (xs.length === 1 && temporalTokens >= tokens) attn = [temporalAttention(rec, qkvs[0].reshape([frames[0], tokens, 3 * c]), heads, mask).reshape([frames[0] * tokens, c])];
+    else {
+      // gather positions [p0, p0 + n) of every frame into one [F, n, 3C] sequence batch, attend, scatter back
+      const all = frames.reduce((a, b) => a + b, 0);
+      attn = frames.map((f) => rec.gpu.empty([f * tokens, c], 'f32', 'temporal attention'));
+      for (let p0 = 0; p0 < tokens; p0 += temporalTokens) {
+        const n = Math.min(temporalTokens, tokens - p0);
+        const gathered = rec.gpu.empty([all, n, 3 * c], 'f32', 'temporal qkv gathered');
+        const moves = qkvs.flatMap((q, k) => Array.from({ length: frames[k] }, (_, j) => ({ k, j })));
+        moves.forEach(({ k, j }, f) => rec.copyBuffer(qkvs[k].buffer, (j * tokens + p0) * 3 * c * 4, gathered.buffer, f * n * 3 * c * 4, n * 3 * c * 4));
+        const out = temporalAttention(rec, gathered, heads, mask);
+        moves.forEach(({ k, j }, f) => rec.copyBuffer(out.buffer, f * n * c * 4, attn[k].buffer, (j * tokens + p0) * c * 4, n * c * 4));
+        gathered.release();
+        out.release();
+      }
+    }
+    for (const q of qkvs) q.release();
+    return xs.map((x, k) => {
+      const y = matmul(rec, attn[k], t.proj.weight, { bias: t.proj.bias });
+      attn[k].release();
+      at.tap?.('vision.temporal_attn', y);
+      const ch = this.adaln(layer, mods[k], 'tmha');
+      return gatedResidual(rec, x, y, { gate: ch ? { mod: mods[k]!, chunk: ch.gate, tokensPerFrame: tokens } : undefined });
+    });
+  }
+
+  /** Spatial self-attention (each frame on its own) and the MLP, each in its own scope so only one branch's intermediates are alive at a time. */
+  private spatialBranches(rec: Recorder, layer: VitLayer, x: Tensor, mod: Tensor | null, at: { tokens: number }): Tensor {
+    const c = this.config.hiddenSize;
+    const heads = this.config.numAttentionHeads;
+    const { tokens } = at;
+    const frames = x.shape[0] / tokens;
     // x0 + ls * [gate *] (input · Wᵀ + b): without a gate the add is the matmul's own epilogue
-    const addBranch = (x0: Tensor, input: Tensor, lin: Linear, branch: Branch, ls?: Tensor): Tensor => {
-      const ch = chunksOf(branch);
+    const addBranch = (x0: Tensor, input: Tensor, lin: Linear, branch: Branch, ls: Tensor): Tensor => {
+      const ch = this.adaln(layer, mod, branch);
       if (!ch) return matmul(rec, input, lin.weight, { bias: lin.bias, scale: ls, residual: x0 });
       const y = matmul(rec, input, lin.weight, { bias: lin.bias });
       return gatedResidual(rec, x0, y, { scale: ls, gate: { mod: mod!, chunk: ch.gate, tokensPerFrame: tokens } });
     };
-
-    // each branch in its own scope, so only one branch's intermediates are alive at a time
-    if (layer.temporal) {
-      const t = layer.temporal;
-      x = scope(() => {
-        const qkv = matmul(rec, normed(x, t.norm, 'tmha'), t.qkv.weight, { bias: t.qkv.bias });
-        const mask = this.switches.temporal_mask === 'bidirectional' ? 'none' : 'causal';
-        const a = temporalAttention(rec, qkv.reshape([frames, tokens, 3 * c]), heads, mask).reshape([frames * tokens, c]);
-        const y = matmul(rec, a, t.proj.weight, { bias: t.proj.bias });
-        at.tap?.('vision.temporal_attn', y);
-        const ch = chunksOf('tmha');
-        return gatedResidual(rec, x, y, { gate: ch ? { mod: mod!, chunk: ch.gate, tokensPerFrame: tokens } : undefined });
+    const d = c / heads;
+    const afterAttn = advance(x, (x) => {
+      const a = scope(() => {
+        const qkv = scope(() => matmul(rec, this.normed(rec, layer, x, layer.norm1, mod, 'attn', tokens), layer.qkv.weight, { bias: layer.qkv.bias }));
+        const view = (offset: number) => ({ tensor: qkv, offset, rowStride: 3 * c, batchStride: tokens * 3 * c, groupStride: d });
+        return attention(rec, view(0), view(c), view(2 * c), { heads, headDim: d, lq: tokens, lk: tokens, batch: frames }).reshape([frames * tokens, c]);
       });
-    }
-
-    // spatial self-attention, each frame on its own
-    x = scope(() => {
-      const qkv = matmul(rec, normed(x, layer.norm1, 'attn'), layer.qkv.weight, { bias: layer.qkv.bias });
-      const d = c / heads;
-      const view = (offset: number) => ({ tensor: qkv, offset, rowStride: 3 * c, batchStride: tokens * 3 * c, groupStride: d });
-      const a = attention(rec, view(0), view(c), view(2 * c), { heads, headDim: d, lq: tokens, lk: tokens, batch: frames }).reshape([frames * tokens, c]);
       return addBranch(x, a, layer.proj, 'attn', layer.ls1);
     });
-
-    return scope(() => addBranch(x, matmul(rec, normed(x, layer.norm2, 'mlp'), layer.fc1.weight, { bias: layer.fc1.bias, epilogue: 'gelu' }), layer.fc2, 'mlp', layer.ls2));
+    return advance(afterAttn, (x) => {
+      const hidden = scope(() => matmul(rec, this.normed(rec, layer, x, layer.norm2, mod, 'mlp', tokens), layer.fc1.weight, { bias: layer.fc1.bias, epilogue: 'gelu' }));
+      return addBranch(x, hidden, layer.fc2, 'mlp', layer.ls2);
+    });
   }
 }
 

@@ -4,7 +4,8 @@
 // prompt's embeddings, in order. Generation (the decode loop, sampling, chat) is src/generate's.
 
 import type { Gpu } from '../gpu/device.js';
-import type { Recorder } from '../gpu/recorder.js';
+import type { Recorder, TypedArray } from '../gpu/recorder.js';
+import { argmax, NON_FINITE_BIT, NonFiniteError } from '../ops/reduce.js';
 import { scope } from '../gpu/scope.js';
 import type { Tensor } from '../gpu/tensor.js';
 import { Tokenizer } from '../text/tokenizer.js';
@@ -14,7 +15,7 @@ import { quantizeRule, type QuantDType } from '../weights/quantize.js';
 import { isVectorLike, uploadTensors, type UploadProgress } from '../weights/upload.js';
 import { InternLM2, type KvCache } from './internlm2.js';
 import { InternViT, type Tap } from './internvit.js';
-import { processingFrames, type VisualPlan } from './plan.js';
+import { processingFrames, visionChunking, type VisualPlan } from './plan.js';
 import { Projector } from './projector.js';
 import { frameTimes, resolveSwitches, sinusoid, type PvcSwitches } from './switches.js';
 import { WeightStore } from './weights.js';
@@ -100,8 +101,8 @@ export class InternVL {
   /**
    * Prefill: the vision rows of `plan` (one step per temporal sequence) merged into the embeddings
    * of `ids`, then the prompt through the LLM in steps of `chunk` positions, appended to `cache`.
-   * Returns the logits of the last step (its last row, or all its rows with `allLogits`; a
-   * collector's llm.logits tap gets every row). Checks `signal` between steps (throws its reason).
+   * Returns the logits of the last step (its last row, or all its rows with `allLogits`, which also
+   * caps a step's positions so its logits fit one storage binding; a collector's llm.logits tap gets every row). Checks `signal` between steps (throws its reason).
    */
   async prefill(
     ids: Int32Array,
@@ -111,27 +112,32 @@ export class InternVL {
   ): Promise<Tensor> {
     const start = performance.now();
     const { collector, signal } = opts;
-    const chunk = opts.chunk ?? PREFILL_CHUNK;
+    // all logits: a step's [positions, V] logits must fit one storage binding too
+    const logitRows = opts.allLogits ? Math.max(1, Math.floor(this.gpu.maxBindingBytes / (4 * this.config.llm.vocabSize))) : Infinity;
+    const chunk = Math.min(opts.chunk ?? PREFILL_CHUNK, logitRows);
     const contexts: number[] = [];
     ids.forEach((id, i) => id === this.imageContextId && contexts.push(i));
     if (contexts.length !== (plan?.rows ?? 0)) throw new Error(`the prompt has ${contexts.length} <IMG_CONTEXT> tokens but the images/videos give ${plan?.rows ?? 0} vision rows`);
     if (cache.length + ids.length > cache.capacity) throw new Error(`the prompt (${ids.length} tokens) does not fit the KV cache (${cache.capacity - cache.length} positions left)`);
     if (!(Number.isSafeInteger(chunk) && chunk >= 1)) throw new Error(`prefill chunk must be a positive integer, got ${chunk}`);
 
-    const rows: Tensor[] = [];
+    const encoded: { rows: Tensor[]; framesPerChunk: number }[] = [];
     try {
       for (const seq of plan?.sequences ?? []) {
         signal?.throwIfAborted();
-        rows.push(await this.encodeSequence(seq.pixels, seq.tiles.length, collector));
+        encoded.push(await this.encodeSequence(seq.pixels, seq.tiles.length, collector));
       }
       if (plan && collector?.visionMs) {
         await this.gpu.sync();
         collector.visionMs(performance.now() - start);
       }
-      // LLM row blocks in prompt order: frame f of sequence s is rows [f*T, (f+1)*T) of rows[s]
+      // LLM row blocks in prompt order: frame f of a sequence is in chunk f / Fk, rows from (f % Fk) * T
       const t = plan?.rowsPerFrame ?? 0;
       const frames = plan ? processingFrames(plan) : [];
-      const blocks = (plan?.llmFrames ?? []).map((f) => ({ tensor: rows[frames[f].sequence], row: frames[f].frame * t }));
+      const blocks = (plan?.llmFrames ?? []).map((f) => {
+        const { rows, framesPerChunk } = encoded[frames[f].sequence];
+        return { tensor: rows[Math.floor(frames[f].frame / framesPerChunk)], row: (frames[f].frame % framesPerChunk) * t };
+      });
       if (collector?.tap && blocks.length) await this.gpu.step((rec) => this.tapFeatures(rec, blocks, t, collector));
       let logits: Tensor | undefined;
       for (let s = 0; s < ids.length; s += chunk) {
@@ -158,26 +164,48 @@ export class InternVL {
       }
       return logits!;
     } finally {
-      for (const r of rows) r.release();
+      for (const r of encoded.flatMap((e) => e.rows)) r.release();
     }
   }
 
-  /** One temporal sequence through the vision tower and the projector (its own step): vision rows [F*T, D]. */
-  private async encodeSequence(pixels: Float32Array, frames: number, collector?: Collector): Promise<Tensor> {
+  /**
+   * One temporal sequence through the vision tower and the projector (its own step), in chunks of
+   * frames that keep every activation within a storage binding (visionChunking): vision rows
+   * [Fk*T, D] per chunk of Fk frames.
+   */
+  private async encodeSequence(pixels: Float32Array, frames: number, collector?: Collector): Promise<{ rows: Tensor[]; framesPerChunk: number }> {
     const s = this.config.imageSize;
+    const chunking = visionChunking(this.config, frames, this.gpu.maxBindingBytes);
+    const times = this.vision.temporal ? sinusoid(frameTimes(frames, this.switches.timestamp), 256, this.switches.sinusoid_order) : null;
     // uploads happen before recording: a queue write must not overtake dispatches of the same step
-    const px = await this.gpu.upload([frames, 3, s, s], 'f32', pixels, 'pixels');
-    const times = this.vision.temporal ? await this.gpu.upload([frames, 256], 'f32', sinusoid(frameTimes(frames, this.switches.timestamp), 256, this.switches.sinusoid_order), 'timestamps') : null;
+    const px: Tensor[] = [];
+    const te: Tensor[] = [];
     try {
-      return await this.gpu.step((rec) =>
+      for (let f = 0; f < frames; f += chunking.frames) {
+        const n = Math.min(chunking.frames, frames - f);
+        px.push(await this.gpu.upload([n, 3, s, s], 'f32', pixels.subarray(f * 3 * s * s, (f + n) * 3 * s * s), 'pixels'));
+        if (times) te.push(await this.gpu.upload([n, 256], 'f32', times.subarray(f * 256, (f + n) * 256), 'timestamps'));
+      }
+      // each row's argmax flags NaN / +Inf: read with the rows' step, so a broken vision tower is named as such
+      const flags: Promise<TypedArray>[] = [];
+      const rows = await this.gpu.step((rec) =>
         scope(() => {
           const tap: Tap | undefined = collector?.tap && ((name, x) => collector.tap!(rec, name, x));
-          return this.projector.forward(rec, this.vision.forward(rec, px, times, tap), frames, tap);
+          const vit = this.vision.forward(rec, px, times ? te : null, { temporalTokens: chunking.temporalTokens, tap });
+          return vit.map((x, k) => {
+            const r = this.projector.forward(rec, x, px[k].shape[0], tap);
+            flags.push(rec.read(argmax(rec, r)));
+            return r;
+          });
         }),
       );
+      if ((await Promise.all(flags)).some((f) => f.some((v) => v & NON_FINITE_BIT))) {
+        for (const r of rows) r.release();
+        throw new NonFiniteError('the vision tower or the projector produced non-finite values (NaN or infinity): an activation overflowed, or a weight is corrupt');
+      }
+      return { rows, framesPerChunk: chunking.frames };
     } finally {
-      px.release();
-      times?.release();
+      for (const t of [...px, ...te]) t.release();
     }
   }
 

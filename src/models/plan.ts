@@ -89,3 +89,24 @@ export function processingFrames(plan: VisualPlan): { sequence: number; frame: n
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
+
+/**
+ * How one temporal sequence of `frames` frames is split so that no vision activation exceeds one
+ * storage binding of `maxBindingBytes`: frames per chunk (the largest per-frame tensor: pixels,
+ * patch-embedding columns, qkv, the MLP's hidden layer, the projector's rows, all f32) and token
+ * positions per temporal-attention step (its gathered [frames, positions, 3C] qkv).
+ */
+export function visionChunking(config: ModelConfig, frames: number, maxBindingBytes: number): { frames: number; temporalTokens: number } {
+  const v = config.vision;
+  const patches = (v.imageSize / v.patchSize) ** 2;
+  const tokens = 1 + patches;
+  const k = 1 / config.downsampleRatio;
+  const perFrame = 4 * Math.max(3 * v.imageSize ** 2, patches * 3 * v.patchSize ** 2, tokens * Math.max(3 * v.hiddenSize, v.intermediateSize), config.numImageToken * Math.max(v.hiddenSize * k * k, config.llm.hiddenSize));
+  const perChunk = Math.floor(maxBindingBytes / perFrame);
+  const perPosition = 4 * frames * 3 * v.hiddenSize;
+  const temporalTokens = Math.min(tokens, Math.floor(maxBindingBytes / perPosition));
+  if (perChunk < 1 || temporalTokens < 1) {
+    throw new Error(`the vision tower cannot fit ${perChunk < 1 ? `one frame (${perFrame} bytes)` : `${frames} frames at one position (${perPosition} bytes)`} in a storage binding of ${maxBindingBytes} bytes: use fewer frames`);
+  }
+  return { frames: Math.min(frames, perChunk), temporalTokens };
+}

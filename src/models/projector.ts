@@ -15,7 +15,7 @@ const MLP1_LN_EPS = 1e-5; // nn.LayerNorm's default
 export class Projector {
   private readonly norm: { weight: Tensor; bias: Tensor };
   private readonly fc1: { weight: Tensor; bias: Tensor };
-  private readonly fc2: { weight: Tensor; bias: Tensor };
+  readonly fc2: { weight: Tensor; bias: Tensor };
   readonly inWidth: number;
 
   constructor(

@@ -7,6 +7,11 @@ import { expectDtype, grid1d } from './common.js';
 /** Set in an argmax result when the row's largest value is NaN or +Inf (see kernels/reduce.wgsl). */
 export const NON_FINITE_BIT = 0x80000000;
 
+/** A model stage produced NaN or infinite values (seen through the argmax flag): nothing after it can be trusted. */
+export class NonFiniteError extends Error {
+  override name = 'NonFiniteError';
+}
+
 /**
  * Index of the largest value along the last dim of x [..., V] -> u32 [...] (ties: lowest index; NaN
  * wins, as torch.argmax), with NON_FINITE_BIT set when that value is not finite.

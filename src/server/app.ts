@@ -3,21 +3,22 @@
 // and fetched (media.ts), then queued for the one GPU worker (queue.ts). Answers come back whole or
 // as server-sent events in OpenAI's chunk format. Every error is OpenAI's error JSON.
 //
-// Request lifecycle: validate -> media -> queue (429 when full) -> generate -> answer. A client that
-// disconnects aborts its request: it leaves the queue, or generation stops after the current decode
-// step. A GPU error answers 500; if it left the device unusable the model is reloaded (ahead of the
+// Request lifecycle: validate -> media -> queue (429 when full) -> generate (engine.ts: continuing
+// the kept conversation when the request extends it) -> answer. A client that disconnects aborts its
+// request: it leaves the queue, or generation stops at the next decode step boundary. A GPU error answers 500; if it left the device unusable the model is reloaded (ahead of the
 // queue) while /health says "loading".
 
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { chat, InputError, type ChatRequest, type ChatResult } from '../generate/generate.js';
+import { InputError, type ChatResult } from '../generate/generate.js';
 import { resolveSampling, type SamplingOptions } from '../generate/sampler.js';
 import { GpuError } from '../gpu/recorder.js';
 import type { LoadedModel } from '../index.js';
-import { toConversation } from './conversation.js';
+import { toConversation, type Conversation } from './conversation.js';
+import { ConversationCache, type TurnParams } from './engine.js';
 import { ApiError, badRequest, fromFastifyError } from './errors.js';
-import { resolveMedia, type MediaPolicy } from './media.js';
+import { resolveMedia, type MediaPolicy, type ResolvedMedia } from './media.js';
 import { GpuQueue, QueueClosedError, QueueFullError } from './queue.js';
 import { ChatCompletionRequest } from './schema.js';
 import { StopText } from './stop.js';
@@ -56,55 +57,58 @@ export interface ChatServer {
 
 /** Why generation stopped early. */
 class Stopped extends Error {
-  /** decode steps that finished after the signal (the one in flight when it came) */
-  stepsAfterAbort = 0;
+  /** from the signal to the worker being free */
+  freedMs = 0;
+  /** the turn's mean decode step, to compare freedMs with */
+  decodeStepMs = 0;
+  /** tokens the turn generated in all */
+  newTokens = 0;
   constructor(readonly why: 'client' | 'shutdown') {
     super(why === 'client' ? 'the client disconnected' : 'the server is shutting down');
   }
 }
 
+const tooBusy = (e: QueueFullError) => new ApiError(429, e.message, 'rate_limit_exceeded', null, e.retryAfter);
+
 /** The engine's failures that are the request's fault: bad files, values, a prompt past the context. */
-function inputError(e: InputError): ApiError {
+function inputError(e: InputError, media: ResolvedMedia): ApiError {
   const context = /context holds/.test(e.message);
-  return new ApiError(400, e.message, context ? 'context_length_exceeded' : 'invalid_value', context ? 'messages' : null);
+  return new ApiError(400, media.describe(e.message), context ? 'context_length_exceeded' : 'invalid_value', context ? 'messages' : null);
 }
 
 interface TurnOutcome {
-  result: ChatResult | null;
+  result: ChatResult;
   /** the answer ended at a `stop` sequence */
   stopSequence: boolean;
 }
 
 /**
- * One turn through the engine. `onText` receives the answer as it settles (stop sequences cut);
- * the generator is closed (its KV cache freed) as soon as a stop sequence or the signal ends it.
+ * One turn through the engine. `onText` receives the answer as it settles (stop sequences cut). A
+ * stop sequence or the caller's signal ends the turn at the next decode step boundary; after the
+ * caller's signal this throws its reason (a Stopped) once the worker is free.
  */
-async function runTurn(m: LoadedModel, req: ChatRequest, signal: AbortSignal, stop: StopText, onText: (t: string) => void): Promise<TurnOutcome> {
-  const it = chat(m.model, m.tokenizer, req);
-  let stepsAfterAbort = 0;
-  let r: IteratorResult<string, ChatResult> | undefined;
-  try {
-    for (;;) {
-      r = await it.next();
-      if (signal.aborted) stepsAfterAbort++;
-      if (r.done) break;
-      const text = stop.push(r.value);
-      if (text) onText(text);
-      if (stop.stopped || signal.aborted) break;
-    }
-  } finally {
-    if (!r?.done) await it.return(undefined as never);
+async function runTurn(conversations: ConversationCache, conv: Conversation, media: ResolvedMedia, params: Omit<TurnParams, 'signal'>, signal: AbortSignal, stop: StopText, onText: (t: string) => void): Promise<TurnOutcome> {
+  const stopper = new AbortController();
+  let tAbort = 0;
+  signal.addEventListener('abort', () => (tAbort = performance.now()), { once: true });
+  const it = conversations.turn(conv, media, { ...params, signal: AbortSignal.any([signal, stopper.signal]) });
+  let r: IteratorResult<string, ChatResult>;
+  while (!(r = await it.next()).done) {
+    if (signal.aborted) continue; // nobody to send it to; the turn ends at the next step boundary
+    const text = stop.push(r.value);
+    if (text) onText(text);
+    if (stop.stopped) stopper.abort();
   }
   if (signal.aborted) {
     const reason = signal.reason as Stopped;
-    reason.stepsAfterAbort = stepsAfterAbort;
+    reason.freedMs = performance.now() - tAbort;
+    reason.decodeStepMs = r.value.stats.decodeTokensPerSecond > 0 ? 1000 / r.value.stats.decodeTokensPerSecond : 0;
+    reason.newTokens = r.value.stats.newTokens;
     throw reason;
   }
-  if (!stop.stopped) {
-    const rest = stop.flush();
-    if (rest) onText(rest);
-  }
-  return { result: r.done ? r.value : null, stopSequence: stop.stopped };
+  const rest = stop.flush();
+  if (rest) onText(rest);
+  return { result: r.value, stopSequence: stop.stopped };
 }
 
 /** Server-sent events in OpenAI's format; the headers go out with the first event. */
@@ -141,14 +145,16 @@ export function createServer(opts: ServerOptions): ChatServer {
 
   const queue = new GpuQueue(opts.queueSize);
   const active = new Set<AbortController>();
-  let model: LoadedModel | null = null;
+  /** the model, and the conversation its worker keeps (KV cache reuse across requests) */
+  let engine: { m: LoadedModel; conversations: ConversationCache } | null = null;
   let state: 'loading' | 'ready' | 'failed' | 'stopping' = 'loading';
   let loadError = '';
 
   const load = async (): Promise<void> => {
     state = 'loading';
     try {
-      model = await opts.load();
+      const m = await opts.load();
+      engine = { m, conversations: new ConversationCache(m, { contextLength: opts.contextLength, maxTiles: opts.maxTiles }) };
       state = 'ready';
     } catch (e) {
       loadError = (e as Error).message;
@@ -161,7 +167,7 @@ export function createServer(opts: ServerOptions): ChatServer {
   loaded.catch(() => {});
 
   /** After an engine error: after a GPU error, or if the device cannot go on, reload the model before the next request. */
-  const recover = (m: LoadedModel, error: unknown): void => {
+  const recover = (m: LoadedModel, conversations: ConversationCache, error: unknown): void => {
     try {
       if (!(error instanceof GpuError)) {
         m.gpu.assertUsable();
@@ -172,10 +178,11 @@ export function createServer(opts: ServerOptions): ChatServer {
     }
     app.log.error({ err: error }, 'GPU error: reloading the model');
     state = 'loading';
-    model = null;
+    engine = null;
     void queue
       .run(async () => {
         try {
+          conversations.dispose();
           m.dispose();
         } catch {
           // the device is already gone
@@ -197,7 +204,10 @@ export function createServer(opts: ServerOptions): ChatServer {
 
   app.get('/health', async (_request, reply) => {
     const status = health();
-    const body = { status, queued: queue.size, ...(status === 'failed' ? { error: loadError } : {}) };
+    const pool = engine?.m.gpu.pool;
+    const { rss, heapUsed, external } = process.memoryUsage();
+    const memory = { rss_bytes: rss, js_heap_bytes: heapUsed, external_bytes: external, gpu_allocated_bytes: pool?.allocatedBytes ?? 0, gpu_pooled_free_bytes: pool?.freeBytes ?? 0 };
+    const body = { status, queued: queue.size, memory, ...(status === 'failed' ? { error: loadError } : {}) };
     return reply.code(status === 'ready' || status === 'busy' ? 200 : 503).send(body);
   });
 
@@ -235,59 +245,58 @@ export function createServer(opts: ServerOptions): ChatServer {
     const stream = body.stream ? new EventStream(reply) : null;
     const chunk = (delta: object, finish: string | null = null) => ({ id, object: 'chat.completion.chunk', created, model: opts.modelName, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
 
+    const full = queue.refusal();
+    if (full) throw tooBusy(full); // before any work on the media
+    const media = await resolveMedia(conv.media, opts.media);
     const abort = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableEnded) abort.abort(new Stopped('client'));
     };
     reply.raw.on('close', onClose);
     active.add(abort);
-    const media = await resolveMedia(conv.media, opts.media);
     const tQueued = performance.now();
     let text = '';
     try {
       const outcome = await queue.run(
         async () => {
-          const m = model;
-          if (!m) throw new ApiError(503, 'the model is loading; retry shortly', 'model_loading', null, 5);
-          const tStart = performance.now();
-          const req: ChatRequest = {
-            question: conv.question,
-            history: conv.history,
-            systemMessage: conv.systemMessage,
-            images: conv.media.some((x) => x.kind === 'image') ? media.paths : undefined,
-            video: conv.media[0]?.kind === 'video' ? { path: media.paths[0], frames: conv.media[0].frames, start: conv.media[0].start, end: conv.media[0].end } : undefined,
-            maxTiles: opts.maxTiles,
-            contextLength: opts.contextLength,
-            maxNewTokens: body.max_completion_tokens ?? body.max_tokens ?? opts.defaultMaxTokens,
-            sampling,
-            stopIds: body.ignore_eos ? [] : m.stopIds,
-          };
+          if (!engine) throw new ApiError(503, 'the model is loading; retry shortly', 'model_loading', null, 5);
+          const { m, conversations } = engine;
+          const queueMs = performance.now() - tQueued;
+          const params = { maxNewTokens: body.max_completion_tokens ?? body.max_tokens ?? opts.defaultMaxTokens, sampling, ignoreEos: body.ignore_eos ?? false };
           try {
-            const out = await runTurn(m, req, abort.signal, new StopText(stops), (t) => {
+            const out = await runTurn(conversations, conv, media, params, abort.signal, new StopText(stops), (t) => {
               if (stream && !stream.open) stream.send(chunk({ role: 'assistant', content: '' }));
               stream?.send(chunk({ content: t }));
               text += t;
             });
-            return { ...out, queueMs: tStart - tQueued };
+            return { ...out, queueMs };
           } catch (e) {
-            if (e instanceof InputError) throw inputError(e);
-            if (!(e instanceof Stopped || e instanceof ApiError)) recover(m, e);
+            if (e instanceof InputError) throw inputError(e, media);
+            if (!(e instanceof Stopped || e instanceof ApiError)) recover(m, conversations, e);
             throw e;
+          } finally {
+            // activations of this request's shapes go back to the device: memory stays flat however
+            // prompt lengths vary (the kept conversation's KV cache is live, not freed)
+            if (engine?.m === m) m.gpu.pool.trim();
           }
         },
         { signal: abort.signal },
       );
 
-      const s = outcome.result?.stats;
-      const finish = outcome.stopSequence || s?.stop === 'stop-token' ? 'stop' : 'length';
-      const promptTokens = s?.promptTokens ?? 0;
-      // cut at a stop sequence, the turn has no stats: count what was answered
-      const completionTokens = s?.newTokens ?? model?.tokenizer.encode(text).length ?? 0;
-      const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
-      const timings = s && {
+      const s = outcome.result.stats;
+      const finish = outcome.stopSequence || s.stop === 'stop-token' ? 'stop' : 'length';
+      const usage = {
+        prompt_tokens: s.promptTokens,
+        completion_tokens: s.newTokens,
+        total_tokens: s.promptTokens + s.newTokens,
+        // positions of earlier turns found in the KV cache of the previous request, not prefilled again
+        prompt_tokens_details: { cached_tokens: s.promptTokens - s.prefilledTokens },
+      };
+      const timings = {
         queue_ms: outcome.queueMs,
         preprocess_ms: s.preprocessMs,
         vision_ms: s.visionMs,
+        prefilled_tokens: s.prefilledTokens,
         prefill_ms: s.prefillMs,
         prefill_tokens_per_second: s.prefillTokensPerSecond,
         time_to_first_token_ms: s.timeToFirstTokenMs,
@@ -312,13 +321,13 @@ export function createServer(opts: ServerOptions): ChatServer {
       return reply;
     } catch (e) {
       if (e instanceof Stopped) {
-        request.log.info({ why: e.why, stepsAfterAbort: e.stepsAfterAbort, answered: text.length }, 'request stopped early');
+        request.log.info({ why: e.why, freedMs: e.freedMs, decodeStepMs: e.decodeStepMs, newTokens: e.newTokens }, 'request stopped early');
         if (e.why === 'client') return reply;
         e = new ApiError(503, 'the server is shutting down', 'shutting_down');
       }
       const err =
         e instanceof ApiError ? e
-        : e instanceof QueueFullError ? new ApiError(429, e.message, 'rate_limit_exceeded', null, e.retryAfter)
+        : e instanceof QueueFullError ? tooBusy(e)
         : e instanceof QueueClosedError ? new ApiError(503, e.message, 'shutting_down')
         : new ApiError(500, `generation failed: ${(e as Error).message}`, 'internal_error');
       if (err.status >= 500) request.log.error({ err: e }, 'request failed');
@@ -342,8 +351,9 @@ export function createServer(opts: ServerOptions): ChatServer {
     await queue.idle();
     clearTimeout(timer);
     await app.close();
-    model?.dispose();
-    model = null;
+    engine?.conversations.dispose();
+    engine?.m.dispose();
+    engine = null;
   };
 
   return { app, loaded, health, shutdown };

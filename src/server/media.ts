@@ -5,11 +5,13 @@
 // The engine reads media from files (ffmpeg needs one for video), so inline and fetched bytes are
 // written to a per-request temporary folder, removed when the request ends.
 
-import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sniffFormat } from '../preprocess/decode.js';
+import { imageHeader } from '../preprocess/header.js';
+import { probeImage } from '../preprocess/image-file.js';
 import { badRequest } from './errors.js';
 import type { MediaRef } from './conversation.js';
 
@@ -24,6 +26,10 @@ export interface MediaPolicy {
 export interface ResolvedMedia {
   /** files in media order, for the engine */
   paths: string[];
+  /** what each one is, by content (the same image sent again has the same key) */
+  keys: string[];
+  /** `text` with our temporary file names replaced by the request's names for them (messages.0.content.1) */
+  describe(text: string): string;
   /** removes the temporary files */
   release(): Promise<void>;
 }
@@ -42,9 +48,16 @@ export function parseDataUrl(url: string, param: string): { type: string; bytes:
   return { type: head.split(';')[0], bytes };
 }
 
+const invalidImage = (ref: MediaRef, e: unknown, type: string | null) => badRequest(`${ref.param}: ${(e as Error).message}${type ? ` (declared ${type})` : ''}`, ref.param, 'invalid_image');
+
+/** The header of an image (format, every declared size) or the type of a video, before any decoding. */
 function checkKind(ref: MediaRef, type: string | null, bytes: Uint8Array): void {
   if (ref.kind === 'image') {
-    if (!sniffFormat(bytes)) throw badRequest(`${ref.param}: not an image this server reads (JPEG, PNG, WebP, GIF or BMP)${type ? `; declared ${type}` : ''}`, ref.param, 'invalid_image');
+    try {
+      imageHeader(bytes, true);
+    } catch (e) {
+      throw invalidImage(ref, e, type);
+    }
   } else if (type && !type.startsWith('video/') && type !== 'application/octet-stream') {
     throw badRequest(`${ref.param}: a video_url data: URL needs a video/* type, got ${type}`, ref.param, 'invalid_video');
   }
@@ -103,14 +116,17 @@ export async function resolveMedia(media: readonly MediaRef[], policy: MediaPoli
   };
   try {
     const paths: string[] = [];
+    const keys: string[] = [];
     for (const [i, ref] of media.entries()) {
       let fetched: { type: string | null; bytes: Uint8Array };
       if (ref.url.startsWith('data:')) fetched = parseDataUrl(ref.url, ref.param);
       else if (/^https?:\/\//i.test(ref.url)) fetched = await download(ref, policy);
       else if (ref.url.startsWith('file:') || isAbsolute(ref.url)) {
         const path = await localFile(ref, policy);
-        if (ref.kind === 'image') checkKind(ref, null, (await readFile(path)).subarray(0, 64));
+        if (ref.kind === 'image') await probeImage(path).catch((e) => Promise.reject(invalidImage(ref, e, null)));
+        const { size, mtimeMs } = await stat(path);
         paths.push(path);
+        keys.push(`file:${path}:${size}:${mtimeMs}`);
         continue;
       } else throw badRequest(`${ref.param}: the URL must be a data: URL${policy.allow.length ? ', an allowed local path or an allowed http(s) URL' : ''}`, ref.param, 'invalid_url');
       checkKind(ref, fetched.type, fetched.bytes);
@@ -118,8 +134,11 @@ export async function resolveMedia(media: readonly MediaRef[], policy: MediaPoli
       const path = join(dir, `${i}.${ref.kind === 'video' ? 'mp4' : 'img'}`);
       await writeFile(path, fetched.bytes);
       paths.push(path);
+      keys.push(`sha256:${createHash('sha256').update(fetched.bytes).digest('hex')}`);
     }
-    return { paths, release };
+    const names = new Map(media.map((ref, i) => [paths[i], ref.param]));
+    const describe = (text: string) => [...names].reduce((t, [path, param]) => (dir && path.startsWith(dir) ? t.replaceAll(path, param) : t), text);
+    return { paths, keys, describe, release };
   } catch (e) {
     await release();
     throw e;

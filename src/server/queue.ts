@@ -56,10 +56,8 @@ export class GpuQueue {
   run<T>(job: () => Promise<T>, opts: { signal?: AbortSignal; first?: boolean } = {}): Promise<T> {
     if (this.closed) return Promise.reject(this.closed);
     if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
-    if (!opts.first && this.running && this.waiting.length >= this.capacity) {
-      const retryAfter = Math.max(1, Math.ceil((this.meanJobMs * (this.waiting.length + 1)) / 1000));
-      return Promise.reject(new QueueFullError(this.capacity, retryAfter));
-    }
+    const full = opts.first ? null : this.refusal();
+    if (full) return Promise.reject(full);
     return new Promise<T>((resolve, reject) => {
       const entry: Entry = { job, resolve: resolve as (v: unknown) => void, reject, signal: opts.signal };
       if (opts.signal) {
@@ -76,6 +74,12 @@ export class GpuQueue {
       else this.waiting.push(entry);
       this.pump();
     });
+  }
+
+  /** The error a new job would get now because the queue is full, or null when there is room. */
+  refusal(): QueueFullError | null {
+    if (!(this.running && this.waiting.length >= this.capacity)) return null;
+    return new QueueFullError(this.capacity, Math.max(1, Math.ceil((this.meanJobMs * (this.waiting.length + 1)) / 1000)));
   }
 
   /** Refuses new jobs and rejects the waiting ones with `reason`; the running job goes on. */

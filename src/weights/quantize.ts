@@ -11,11 +11,12 @@
 //
 // Row layout (bytes; the same in a storage buffer and in texels, 16 bytes each, of a weight texture):
 //   q4: [0, K/2)      codes: group g in bytes 16g .. 16g+15; its word j (bytes 16g+4j ..) holds
-//                     elements 32g+8j .. +7: byte b = (q[8j+b] + 8) | (q[8j+b+4] + 8) << 4
+//                     elements 32g+8j .. +7 as 4-bit two's complement: byte b = (q[8j+b] & 15) | (q[8j+b+4] & 15) << 4
 //   q8: [0, K)        codes: byte k = q[k] as int8 (two's complement)
 //   then ceil(K / 256) * 16 bytes of scales: f16 bits of d_g at byte codeBytes + 2g, zero padded,
 //   so a row is a whole number of 16-byte texels and group scales sit 8 to a texel.
 
+import { bf16BitsToF32 } from '../gpu/tensor.js';
 import type { TensorInfo } from './safetensors.js';
 
 export type QuantDType = 'q8' | 'q4';
@@ -45,13 +46,6 @@ function rint(v: number): number {
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-const bf16 = (bits: number): number => {
-  u32[0] = bits << 16;
-  return f32[0];
-};
-
 /**
  * Quantize `rows` rows of K bf16 values (bit patterns) into the row layout above: returns
  * rows * quantRowBytes(dtype, K) bytes.
@@ -63,29 +57,31 @@ export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number): U
   const out = new Uint8Array(rows * rowBytes);
   const view = new DataView(out.buffer);
   const cb = codeBytes(dtype, K);
-  const x = new Float64Array(QUANT_GROUP);
+  const values = bf16BitsToF32(bits);
   const q = new Int32Array(QUANT_GROUP);
   const [lo, hi] = dtype === 'q4' ? [-8, 7] : [-127, 127];
   for (let r = 0; r < rows; r++) {
     const row = r * rowBytes;
     for (let g = 0; g < K / QUANT_GROUP; g++) {
+      const x0 = r * K + g * QUANT_GROUP;
       let m = 0;
       for (let i = 0; i < QUANT_GROUP; i++) {
-        const v = bf16(bits[r * K + g * QUANT_GROUP + i]);
-        if (!Number.isFinite(v)) throw new Error(`${dtype}: non-finite weight at row ${r}, column ${g * QUANT_GROUP + i}`);
-        x[i] = v;
+        const v = values[x0 + i];
         if (Math.abs(v) > Math.abs(m)) m = v;
+      }
+      if (!Number.isFinite(m) || !Number.isFinite(values.subarray(x0, x0 + QUANT_GROUP).reduce((a, b) => a + b, 0))) {
+        throw new Error(`${dtype}: non-finite weight at row ${r}, columns ${g * QUANT_GROUP} .. ${g * QUANT_GROUP + QUANT_GROUP - 1}`);
       }
       const d16 = f16Bits(dtype === 'q4' ? m / -8 : Math.abs(m) / 127);
       const d = f16Value(d16);
       if (!Number.isFinite(d)) throw new Error(`${dtype}: group scale overflows f16 at row ${r}, group ${g}`);
-      for (let i = 0; i < QUANT_GROUP; i++) q[i] = d === 0 ? 0 : Math.min(hi, Math.max(lo, rint(x[i] / d)));
+      for (let i = 0; i < QUANT_GROUP; i++) q[i] = d === 0 ? 0 : Math.min(hi, Math.max(lo, rint(values[x0 + i] / d)));
       view.setUint16(row + cb + 2 * g, d16, true);
       if (dtype === 'q8') {
         for (let i = 0; i < QUANT_GROUP; i++) out[row + g * QUANT_GROUP + i] = q[i] & 0xff;
       } else {
         for (let j = 0; j < 4; j++) {
-          for (let b = 0; b < 4; b++) out[row + 16 * g + 4 * j + b] = (q[8 * j + b] + 8) | ((q[8 * j + b + 4] + 8) << 4);
+          for (let b = 0; b < 4; b++) out[row + 16 * g + 4 * j + b] = (q[8 * j + b] & 15) | ((q[8 * j + b + 4] & 15) << 4);
         }
       }
     }
@@ -138,7 +134,8 @@ export function dequantizeRows(dtype: QuantDType, bytes: Uint8Array, K: number):
         const j = Math.floor(i / 8);
         const b = i % 8;
         const byte = bytes[row + 16 * g + 4 * j + (b % 4)];
-        q = (b < 4 ? byte & 15 : byte >> 4) - 8;
+        const nibble = b < 4 ? byte & 15 : byte >> 4;
+        q = nibble >= 8 ? nibble - 16 : nibble;
       }
       out[r * K + k] = d * q;
     }

@@ -38,6 +38,8 @@ export interface FakeHub {
   repo: string;
   /** request paths seen, in order */
   seen: string[];
+  /** the download URL of one of the files */
+  fileUrl(name: string): string;
   close(): Promise<void>;
 }
 
@@ -74,5 +76,6 @@ export async function fakeHub(dir: string, repo = 'test-org/tiny-pvc'): Promise<
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
-  return { endpoint: `http://127.0.0.1:${port}`, repo, seen, close: () => new Promise((r) => server.close(() => r())) };
+  const endpoint = `http://127.0.0.1:${port}`;
+  return { endpoint, repo, seen, fileUrl: (name) => `${endpoint}/${repo}/resolve/${commit}/${name}`, close: () => new Promise((r) => server.close(() => r())) };
 }

@@ -1,14 +1,14 @@
 // End-to-end runs on the tiny checkpoint over the generated datasets:
 // - every task in one process: results have each selected item once, and the summary's score
 //   (MVBench: per subtask too) equals the official Python metric over the same results;
-// - `npm run eval` resumes an interrupted run (a half-written last line) without redoing or
+// - a rerun resumes an interrupted run (a half-written last line) without redoing or
 //   double-counting, and refuses to mix settings;
 // - `--queue` on a Redis started here (Debian's redis-server, free loopback port), three
 //   `eval:worker` processes, one killed mid-item: each item is answered exactly once, the killed
 //   worker's item by another worker, and the summary equals the single-process run's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +18,13 @@ import type { Summary } from '../../eval/results.js';
 import { runTask } from '../../eval/run.js';
 import { TASKS } from '../../eval/tasks.js';
 import { loadModel, type LoadedModel } from '../../src/index.js';
+import { writeCheckpoint } from '../../src/weights/synthetic.js';
+import { freshSeed } from '../util.js';
 import { DATA_FOLDER, makeDatasets } from './datasets.js';
 import { official } from './official.js';
 
-const MODEL = '/work/ckpt/tiny';
+// a tiny random-weight checkpoint written here (its answers are noise; the pipeline is what is tested)
+const MODEL = mkdtempSync(join(tmpdir(), 'eval-tiny-'));
 const REPO = join(import.meta.dirname, '../..');
 const MAX_NEW = 4;
 const QUEUE_ITEMS = 5;
@@ -69,12 +72,14 @@ async function until(cond: () => boolean, what: string, ms = 120_000): Promise<v
 }
 
 beforeAll(async () => {
+  await writeCheckpoint(MODEL, 'tiny', { seed: freshSeed() });
   [root, m] = await Promise.all([makeDatasets(QUEUE_ITEMS, 1, MV_SUBTASKS), loadModel(MODEL)]);
 }, 300_000);
 
 afterAll(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   m?.dispose();
+  for (const dir of [MODEL, root]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('eval runs on the tiny checkpoint', () => {
@@ -105,28 +110,31 @@ describe('eval runs on the tiny checkpoint', () => {
     // the 16 frame placeholders of each question
     const mvLines = readLines(join(singleRuns.mvbench.out, 'mvbench.jsonl'));
     expect(mvLines.every((l) => l.question.split('<image>').length === 17)).toBe(true);
+    // the prompt as the model got it: the chat template around the question, 16 frames of image tokens
+    const rows = m.model.config.numImageToken;
+    for (const l of mvLines) {
+      expect(l.prompt).toContain(`<|im_start|>user\nFrame1:<img><IMG_CONTEXT*${rows}></img>\nFrame2:`);
+      expect(l.prompt.match(/<IMG_CONTEXT\*/g)!.length).toBe(16);
+      expect(l.prompt.endsWith('Only give the best option.<|im_end|><|im_start|>assistant\n')).toBe(true);
+    }
   });
 
-  it('npm run eval resumes an interrupted run without redoing or double-counting', async () => {
+  it('a rerun resumes an interrupted run without redoing or double-counting, and refuses other settings', async () => {
     const out = mkdtempSync(join(tmpdir(), 'eval-resume-'));
-    const args = ['eval/cli.ts', '--task', 'ai2d-test', '--data', join(root, DATA_FOLDER['ai2d-test']), '--model', MODEL, '--max-new-tokens', String(MAX_NEW), '--out', out];
-    const first = start([...args, '--limit', '1']);
-    expect(await first.exit).toBe(0);
+    const opts = { task: 'ai2d-test', data: join(root, DATA_FOLDER['ai2d-test']), loaded: m, out, maxNewTokens: MAX_NEW };
+    await runTask({ ...opts, limit: 1 });
     const file = join(out, 'ai2d-test.jsonl');
     const before = readFileSync(file, 'utf8');
     appendFileSync(file, '{"key":"1","index":1,"ques'); // a write cut short by a crash
-    const second = start([...args, '--limit', '2']);
-    expect(await second.exit).toBe(0);
-    expect(second.err()).toMatch(/resuming, 1 of 2 items already answered/);
-    expect(second.err()).toMatch(/items\/s \| ETA/);
+    const summary = await runTask({ ...opts, limit: 3 });
     const after = readFileSync(file, 'utf8');
     expect(after.startsWith(before)).toBe(true);
-    expect(readLines(file).map((l) => l.key)).toEqual(['0', '1']);
-    const summary = JSON.parse(second.out().trim()) as Summary;
-    expect(summary.counts).toEqual({ scored: 2, selected: 2, limit: 2 });
-    const third = start([...args.slice(0, -4), '--max-new-tokens', '5', '--out', out]);
-    expect(await third.exit).toBe(2);
-    expect(third.err()).toMatch(/made with other settings/);
+    expect(readLines(file).map((l) => l.key)).toEqual(['0', '1', '2']);
+    expect(summary.counts).toEqual({ scored: 3, selected: 3, limit: 3 });
+    // nothing left to do: no item is answered again
+    await runTask({ ...opts, limit: 3, loaded: undefined, model: '/nonexistent' });
+    expect(readFileSync(file, 'utf8')).toBe(after);
+    await expect(runTask({ ...opts, maxNewTokens: MAX_NEW + 1 })).rejects.toThrow(/made with other settings/);
   });
 
   it('--queue: three workers, one killed mid-item: every item once, summary identical to the single-process run', async () => {
@@ -136,7 +144,7 @@ describe('eval runs on the tiny checkpoint', () => {
     const url = `redis://127.0.0.1:${port}`;
     const out = mkdtempSync(join(tmpdir(), 'eval-queue-'));
     const task = 'chartqa-test-augmented';
-    const workers = [0, 1, 2].map(() => start(['eval/worker.ts', '--queue', url, '--model', MODEL, '--lock-seconds', '6']));
+    const workers = [0, 1, 2].map(() => start(['eval/worker.ts', '--queue', url, '--model', MODEL, '--lock-seconds', '8']));
     const coordinator = start(['eval/cli.ts', '--task', task, '--data', join(root, DATA_FOLDER[task]), '--queue', url, '--limit', String(QUEUE_ITEMS), '--max-new-tokens', String(MAX_NEW), '--out', out]);
     // kill a worker in the middle of its first item
     await until(() => workers.some((w) => /start \S+/.test(w.err())), 'a worker to start an item');
@@ -158,7 +166,7 @@ describe('eval runs on the tiny checkpoint', () => {
     const summary = JSON.parse(coordinator.out().trim()) as Summary;
     expect(summary).toEqual(singleRuns[task].summary);
     expect(JSON.parse(readFileSync(join(out, `${task}.summary.json`), 'utf8'))).toEqual(singleRuns[task].summary);
-    expect(coordinator.err()).toMatch(/workers/);
+    expect(coordinator.err()).toMatch(/items\/s \| ETA \S+ \| \d workers/);
     redis.kill('SIGTERM');
   });
 });

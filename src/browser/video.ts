@@ -5,13 +5,14 @@
 // normalised by the same code. Seeking a <video> element by time is not frame-exact, hence WebCodecs.
 
 import { createFile, DataStream, Endianness, MP4BoxBuffer, type Movie, type Sample } from 'mp4box';
-import { sourceOf } from '../browser/fs.js';
-import type { ByteSource } from '../weights/source-browser.js';
-import { normalizeTiles } from './image.js';
-import { resizeBicubic, type RgbImage } from './resize.js';
-import { frameIndices, type LoadedVideo, type VideoInfo, type VideoOptions } from './video.js';
+import { sourceOf } from './fs.js';
+import { readExact } from '../weights/safetensors.js';
+import type { ByteSource } from '../weights/source.js';
+import { normalizeTiles } from '../preprocess/image.js';
+import { resizeBicubic, type RgbImage } from '../preprocess/resize.js';
+import { frameIndices, type LoadedVideo, type VideoInfo, type VideoOptions } from '../preprocess/video.js';
 
-export { frameIndices, roundHalfEven, type LoadedVideo, type VideoInfo, type VideoOptions } from './video.js';
+export { frameIndices, roundHalfEven, type LoadedVideo, type VideoInfo, type VideoOptions } from '../preprocess/video.js';
 
 /**
  * 8-bit 4:2:0 YUV (BT.601, limited range: what ffmpeg assumes for an untagged stream) to RGB with
@@ -56,8 +57,9 @@ async function demux(source: ByteSource, name: string): Promise<Demuxed> {
   let error = '';
   file.onError = (module: string, message: string) => (error ||= `${module}: ${message}`);
   for (let pos = 0; !movie && !error && pos < source.size; ) {
-    const bytes = await source.read(pos, READ_CHUNK);
-    const next = file.appendBuffer(MP4BoxBuffer.fromArrayBuffer(bytes.slice().buffer, pos), pos + bytes.length >= source.size);
+    const bytes = new Uint8Array(Math.min(READ_CHUNK, source.size - pos));
+    await readExact(source, bytes, pos, 'MP4 boxes');
+    const next = file.appendBuffer(MP4BoxBuffer.fromArrayBuffer(bytes.buffer, pos), pos + bytes.length >= source.size);
     pos = next > pos ? next : pos + bytes.length;
   }
   file.flush();
@@ -134,7 +136,8 @@ async function decodeSelected(source: ByteSource, d: Demuxed, indices: number[],
     decoder.configure(d.config);
     for (let i = 0; i <= lastSample && !failure; i++) {
       const s = d.samples[i];
-      const data = await source.read(s.offset, s.size);
+      const data = new Uint8Array(s.size);
+      await readExact(source, data, s.offset, `frame data (sample ${i})`);
       decoder.decode(new EncodedVideoChunk({ type: s.is_sync ? 'key' : 'delta', timestamp: rank[i], duration: 1, data }));
       if (decoder.decodeQueueSize > 8) await new Promise((r) => decoder.addEventListener('dequeue', r, { once: true }));
     }
@@ -147,17 +150,26 @@ async function decodeSelected(source: ByteSource, d: Demuxed, indices: number[],
   if (delivered < wanted.size) throw new Error(`${name}: the decoder returned ${delivered} of the ${wanted.size} selected frames`);
 }
 
-/** load_video over a mounted file: [T, 3, S, S] float32 pixel values, one tile per selected frame. */
-export async function loadVideo(path: string, opts: VideoOptions = {}): Promise<LoadedVideo> {
-  const { frames = 32, bound, imageSize = 448 } = opts;
-  if (!Number.isInteger(imageSize) || imageSize < 1) throw new Error(`imageSize must be a positive integer, got ${imageSize}`);
+/**
+ * Frames of a mounted MP4 at get_index's indices: `onFrame` gets each selected frame (in increasing
+ * index order) as RGB, so that only one full-size frame is held at a time.
+ */
+export async function readFrames(path: string, opts: Pick<VideoOptions, 'frames' | 'bound'>, onFrame: (index: number, frame: RgbImage) => void): Promise<{ indices: number[]; info: VideoInfo }> {
   if (typeof VideoDecoder === 'undefined') throw new Error('this browser has no WebCodecs VideoDecoder; video input needs it (Chrome, Edge, Safari 16.4+, Firefox 130+)');
   const source = sourceOf(path);
   const name = path.split('/').pop()!;
   const d = await demux(source, name);
-  const indices = frameIndices(d.info.frameCount, d.info.fps, frames, bound);
+  const indices = frameIndices(d.info.frameCount, d.info.fps, opts.frames ?? 32, opts.bound);
+  await decodeSelected(source, d, indices, onFrame, name);
+  return { indices, info: d.info };
+}
+
+/** load_video over a mounted file: [T, 3, S, S] float32 pixel values, one tile per selected frame. */
+export async function loadVideo(path: string, opts: VideoOptions = {}): Promise<LoadedVideo> {
+  const { imageSize = 448 } = opts;
+  if (!Number.isInteger(imageSize) || imageSize < 1) throw new Error(`imageSize must be a positive integer, got ${imageSize}`);
   const tiles = new Map<number, RgbImage>();
-  await decodeSelected(source, d, indices, (i, frame) => tiles.set(i, resizeBicubic(frame, imageSize, imageSize)), name);
+  const { indices, info } = await readFrames(path, opts, (i, frame) => tiles.set(i, resizeBicubic(frame, imageSize, imageSize)));
   const pv = normalizeTiles(indices.map((i) => tiles.get(i)!), imageSize);
-  return { ...pv, indices, numPatchesList: indices.map(() => 1), info: d.info };
+  return { ...pv, indices, numPatchesList: indices.map(() => 1), info };
 }

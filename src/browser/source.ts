@@ -1,0 +1,57 @@
+// Browser byte sources (src/weights/source.ts's interface): a File or Blob (a picked checkpoint
+// folder, an OPFS file) read by slices, or an HTTP(S) file read with Range requests. Only the
+// bytes of one read are ever in memory.
+
+import type { ByteSource } from '../weights/source.js';
+
+export class BlobSource implements ByteSource {
+  readonly size: number;
+
+  constructor(
+    readonly name: string,
+    private readonly blob: Blob,
+  ) {
+    this.size = blob.size;
+  }
+
+  async read(into: Uint8Array, position: number): Promise<number> {
+    const part = new Uint8Array(await this.blob.slice(position, position + into.length).arrayBuffer());
+    into.set(part);
+    return part.length;
+  }
+}
+
+export class HttpSource implements ByteSource {
+  private constructor(
+    readonly name: string,
+    readonly size: number,
+  ) {}
+
+  /** The file's size from a HEAD request; a server that ignores Range requests fails the first read. */
+  static async open(url: string): Promise<HttpSource> {
+    const res = await fetch(url, { method: 'HEAD' });
+    if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+    const size = Number(res.headers.get('content-length') ?? NaN);
+    if (!Number.isSafeInteger(size) || size < 0) throw new Error(`${url}: the server sent no Content-Length`);
+    return new HttpSource(url, size);
+  }
+
+  async read(into: Uint8Array, position: number): Promise<number> {
+    const end = Math.min(this.size, position + into.length);
+    if (end <= position) return 0;
+    const res = await fetch(this.name, { headers: { Range: `bytes=${position}-${end - 1}` } });
+    if (res.status !== 206) throw new Error(`${this.name}: a Range request got HTTP ${res.status} instead of 206 (the server must support Range requests)`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.length !== end - position) throw new Error(`${this.name}: asked for ${end - position} bytes at ${position}, got ${bytes.length}`);
+    into.set(bytes);
+    return bytes.length;
+  }
+}
+
+/** All of a source's bytes (small files: configs, tokenizer, an image). */
+export async function readAll(source: ByteSource): Promise<Uint8Array> {
+  const out = new Uint8Array(source.size);
+  const n = await source.read(out, 0);
+  if (n !== out.length) throw new Error(`${source.name}: read ${n} of ${out.length} bytes`);
+  return out;
+}
