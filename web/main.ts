@@ -165,7 +165,10 @@ startWorker();
 $('load-hub').onclick = () => load({ kind: 'hub', endpoint: input('hub-endpoint').value.replace(/\/$/, ''), repo: input('hub-repo').value.trim(), revision: input('hub-revision').value.trim() || 'main', token: input('hub-token').value || undefined });
 $('load-url').onclick = () => load({ kind: 'url', base: new URL(input('model-url').value, location.href).href });
 input('folder').onchange = () => load({ kind: 'folder', files: Array.from(input('folder').files ?? []) });
-input('media').onchange = () => addFiles(input('media').files ?? []);
+input('media').onchange = () => {
+  addFiles(input('media').files ?? []);
+  input('media').value = ''; // picking the same file again must fire 'change' again
+};
 $('send').onclick = ask;
 $('question').onkeydown = (e) => {
   if (e.key === 'Enter' && !e.shiftKey) {

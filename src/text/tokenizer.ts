@@ -443,12 +443,14 @@ export class Tokenizer {
     // bos/eos/unk/pad and additional_special_tokens are special; transformers registers them as
     // added tokens too (so "<s>" in text is one token), with their id from the vocabulary.
     const specials: string[] = [];
-    for (const src of [specialMap, config]) {
+    for (const [file, src] of [['special_tokens_map.json', specialMap], ['tokenizer_config.json', config]] as const) {
       for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {
         const c = tokenContent(src[key]);
         if (c !== undefined) specials.push(c);
       }
-      for (const t of (src.additional_special_tokens ?? []) as unknown[]) {
+      const extra = src.additional_special_tokens ?? [];
+      if (!Array.isArray(extra)) throw new Error(`${file}: additional_special_tokens should be a list`);
+      for (const t of extra as unknown[]) {
         const c = tokenContent(t);
         if (c !== undefined) specials.push(c);
       }

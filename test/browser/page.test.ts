@@ -111,6 +111,9 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     }
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'chat.png'), fullPage: true });
+    // the file just sent, picked again, is attached again (the picker fired no 'change' for it once)
+    await page.setInputFiles('#media', [CASES.at(-1)!.files[0]]);
+    expect(await page.locator('#attachments > *').count()).toBe(1);
   }, 600_000);
 
   it('a second load reads the OPFS cache, not the hub', async () => {
