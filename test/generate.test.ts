@@ -134,7 +134,7 @@ describe('bad requests fail before any GPU work', () => {
     writeFileSync(junk, 'not an image');
     const cases: [ChatRequest, RegExp][] = [
       [{ question: 'q', images: [join(tmp, 'missing.png')] }, /cannot read image .*missing\.png/],
-      [{ question: 'q', images: [junk] }, /cannot decode image .*junk\.jpg/],
+      [{ question: 'q', images: [junk] }, /cannot (read|decode) image .*junk\.jpg/],
       [{ question: 'q', images: [IMAGE], video: { path: VIDEO } }, /images or a video, not both/],
       [{ question: 'q', video: { path: join(tmp, 'none.mp4') } }, /cannot read video .*none\.mp4/],
       [{ question: 'q', video: { path: VIDEO, start: 1 } }, /both the start and the end/],

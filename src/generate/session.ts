@@ -10,7 +10,9 @@
 
 import type { KvCache } from '../models/internlm2.js';
 import type { InternVL } from '../models/internvl.js';
-import { planVisuals } from '../models/plan.js';
+import { PREFILL_CHUNK } from '../models/internvl.js';
+import { planVisuals, visionChunking } from '../models/plan.js';
+import { availableMemory, checkTurn } from '../budget.js';
 import { IM_END, IMAGE_PLACEHOLDER, joinSegments, promptSegments, type ChatTurn, type Segment } from '../text/template.js';
 import type { Tokenizer } from '../text/tokenizer.js';
 import { decodeTokens, type StopReason } from './decode.js';
@@ -198,6 +200,19 @@ export class ChatSession {
 
     const room = this.contextLength - total;
     const capacity = total + Math.min(maxNewTokens, room);
+    // the memory budget (src/budget.ts) before anything is allocated: the cache's growth and the largest step
+    const v = model.config.vision;
+    const longest = Math.max(0, ...(plan?.sequences ?? []).map((q) => q.tiles.length));
+    const turnShape = {
+      contextPositions: capacity,
+      cachedPositions: this.cache?.capacity ?? 0,
+      prefillChunk: Math.min(PREFILL_CHUNK, ids.length),
+      visionFrames: longest && visionChunking(model.config, longest, model.gpu.maxBindingBytes).frames,
+      visionTokens: 1 + (v.imageSize / v.patchSize) ** 2,
+      visionHidden: v.hiddenSize,
+      visionIntermediate: v.intermediateSize,
+    };
+    checkTurn(model.config.llm, turnShape, { maxStorageBufferBindingSize: model.gpu.maxBindingBytes, availableBytes: model.gpu.adapterClass === 'software' ? await availableMemory() : Infinity });
     if (!this.cache) this.cache = model.llm.newCache(model.gpu, capacity);
     else await model.llm.reserve(model.gpu, this.cache, capacity);
     const cache = this.cache;
