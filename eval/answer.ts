@@ -29,7 +29,7 @@ export const workerName = `${hostname()}:${process.pid}`;
 /** The chat request for an item, media paths resolved against the dataset folder. */
 function chatRequest(item: EvalItem, dataDir: string, imEnd: number): ChatRequest {
   // InternVL's chat() sets generation_config's eos_token_id to <|im_end|> alone
-  const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, sampling: { temperature: 0 }, stopIds: [imEnd] };
+  const req: ChatRequest = { question: item.question, maxNewTokens: item.maxNewTokens, minNewTokens: 1, sampling: { temperature: 0 }, stopIds: [imEnd] };
   if (item.image) {
     req.images = [resolve(dataDir, item.image)];
     req.maxTiles = item.maxTiles;

@@ -109,6 +109,36 @@ describe(`chat sessions (tiny checkpoint seed ${seed})`, () => {
     }
   }, 180_000);
 
+  it('minNewTokens bars the stop ids until that many tokens: the first id is the best of the others (CPU argmax over the read logits)', async () => {
+    const ids = m.tokenizer.encode('<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n');
+    const cache = m.model.llm.newCache(m.gpu, ids.length + 2);
+    try {
+      const logits = await m.model.prefill(Int32Array.from(ids), null, cache, { chunk: ids.length });
+      const row = (await m.gpu.read(logits)) as Float32Array;
+      const last = row.subarray(row.length - logits.shape[logits.shape.length - 1]);
+      const best = (skip: number) => last.reduce((b, x, i) => (i !== skip && (b < 0 || x > last[b]) ? i : b), -1);
+      const top = best(-1);
+      const runnerUp = best(top);
+      const firstWith = async (minNewTokens: number) => {
+        const c = m.model.llm.newCache(m.gpu, ids.length + 2);
+        try {
+          const l = await m.model.prefill(Int32Array.from(ids), null, c, { chunk: ids.length });
+          for await (const id of decodeTokens(m.model, c, l, { maxNewTokens: 1, minNewTokens, room: 1, stopIds: new Set([top]), sampler: new Sampler() })) return id;
+        } finally {
+          c.release();
+        }
+      };
+      expect(await firstWith(0)).toBe(top); // the top id is a stop id here ...
+      expect(await firstWith(1)).toBe(runnerUp); // ... and barred for the first token
+      logits.release();
+    } finally {
+      cache.release();
+    }
+    const session = new ChatSession(m.model, m.tokenizer, { stopIds: m.stopIds });
+    await expect(turn(session, { question: 'q', maxNewTokens: 2, minNewTokens: 3 })).rejects.toThrow(/min new tokens/);
+    session.dispose();
+  });
+
   it('a turn that outgrows the context is refused before any GPU work; the session goes on', async () => {
     const session = new ChatSession(m.model, m.tokenizer, { contextLength: 80 });
     try {

@@ -21,6 +21,8 @@ export interface DecodeOptions {
   sampler: Sampler;
   /** checked after each token: the loop ends with 'aborted' before the next decode step */
   signal?: AbortSignal;
+  /** stop ids are not picked before this many tokens (Hugging Face's min_new_tokens: their logits count as -inf); default 0 */
+  minNewTokens?: number;
 }
 
 /**
@@ -32,7 +34,8 @@ export async function* decodeTokens(model: InternVL, cache: KvCache, first: Tens
   let logits: Tensor | undefined = first;
   try {
     for (;;) {
-      const next = await pickToken(model, logits, opts.sampler, generated, generated.length === 0 ? 'after the prefill' : `at decode step ${generated.length}`);
+      const barred = generated.length < (opts.minNewTokens ?? 0) ? opts.stopIds : undefined;
+      const next = await pickToken(model, logits, opts.sampler, generated, generated.length === 0 ? 'after the prefill' : `at decode step ${generated.length}`, barred);
       logits.release();
       logits = undefined;
       generated.push(next);
@@ -48,9 +51,9 @@ export async function* decodeTokens(model: InternVL, cache: KvCache, first: Tens
   }
 }
 
-async function pickToken(model: InternVL, logits: Tensor, sampler: Sampler, generated: readonly number[], stage: string): Promise<number> {
+async function pickToken(model: InternVL, logits: Tensor, sampler: Sampler, generated: readonly number[], stage: string, barred?: ReadonlySet<number>): Promise<number> {
   const fail = () => new NonFiniteError(`the model's logits are not finite (NaN or infinity) ${stage}: the answer stops here (an activation overflowed, or a weight is corrupt)`);
-  if (sampler.usesGpuArgmax) {
+  if (sampler.usesGpuArgmax && !barred?.size) {
     // the last row's index, with the kernel's non-finite flag in bit 31: one 4-byte read
     const ids = await model.gpu.step((rec) => {
       const idx = argmax(rec, logits);
@@ -63,5 +66,6 @@ async function pickToken(model: InternVL, logits: Tensor, sampler: Sampler, gene
   const all = (await model.gpu.read(logits)) as Float32Array;
   const row = all.subarray(all.length - logits.shape[logits.shape.length - 1]);
   if (!row.every(Number.isFinite)) throw fail();
+  for (const id of barred ?? []) if (id < row.length) row[id] = -Infinity;
   return sampler.pick(row, generated);
 }

@@ -39,6 +39,8 @@ export interface TurnRequest extends MediaRequest {
   question: string;
   /** default 1024, as the InternVL README */
   maxNewTokens?: number;
+  /** the answer's stop ids are not picked before this many tokens (Hugging Face's min_new_tokens; InternVL's evaluation scripts pass 1); default 0 */
+  minNewTokens?: number;
   sampling?: SamplingOptions;
   /** stops the turn at the next step boundary; the turn then ends with stop 'aborted' (see ChatStats.stop) */
   signal?: AbortSignal;
@@ -165,6 +167,8 @@ export class ChatSession {
     const { model, tokenizer } = this;
     const maxNewTokens = req.maxNewTokens ?? 1024;
     if (!(Number.isSafeInteger(maxNewTokens) && maxNewTokens >= 1)) throw new InputError(`max new tokens must be a positive integer, got ${maxNewTokens}`);
+    const minNewTokens = req.minNewTokens ?? 0;
+    if (!(Number.isSafeInteger(minNewTokens) && minNewTokens >= 0 && minNewTokens <= maxNewTokens)) throw new InputError(`min new tokens must be an integer from 0 to max new tokens (${maxNewTokens}), got ${minNewTokens}`);
     let sampler: Sampler;
     try {
       sampler = new Sampler(req.sampling);
@@ -242,7 +246,7 @@ export class ChatSession {
       return text.slice(0, text.length - held.length);
     };
     let tFirst = 0;
-    const tokens = decodeTokens(model, cache, logits, { maxNewTokens, room, stopIds: this.stopIds, sampler, signal: req.signal });
+    const tokens = decodeTokens(model, cache, logits, { maxNewTokens, minNewTokens, room, stopIds: this.stopIds, sampler, signal: req.signal });
     let r!: IteratorResult<number, StopReason>;
     let done = false;
     try {
