@@ -52,5 +52,5 @@ export default defineConfig({
   server: { fs: { allow: ['..'] } },
   // The worker's dependencies are found late by the dev server's scan, which then reloads the page
   // mid-load: list them up front.
-  optimizeDeps: { entries: ['index.html', 'worker.ts'], include: ['mp4box', '@noble/hashes/sha2.js', '@noble/hashes/legacy.js', '@noble/hashes/utils.js', 'gifuct-js', '@huggingface/jinja', 'pathe', 'fast-png'] },
+  optimizeDeps: { entries: ['index.html', 'worker.ts'], include: ['mp4box', '@noble/hashes/sha2.js', '@noble/hashes/legacy.js', '@noble/hashes/utils.js', 'gifuct-js', 'pathe', 'fast-png'] },
 });
