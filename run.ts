@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel } from './src/index.js';
+import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel, type LoadModelOptions } from './src/index.js';
 import { GpuError } from './src/gpu/recorder.js';
 import { checkPixelBudget, MAX_TILES } from './src/preprocess/image.js';
 import { probeImage } from './src/preprocess/image-file.js';
@@ -50,6 +50,8 @@ Model
                            max_dynamic_patch, 12 for the real model)
   --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
                            (q8: about half the memory, q4: about a third; docs/quantization.md)
+  --quant-cache DIR|off    where the quantized copy made by the first q8/q4 load is kept (default
+                           DIR/.pvc-cache beside the checkpoint, else ~/.cache/pvc-webgpu); off: none
   --verbose                print where the load's time went (reading, GPU copies, page faults)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
@@ -103,6 +105,7 @@ export function parse(argv: string[]) {
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
         dtype: { type: 'string' },
+        'quant-cache': { type: 'string' },
         verbose: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
@@ -142,6 +145,7 @@ export function parse(argv: string[]) {
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
     dtype: values.dtype ?? 'bf16',
+    quantCache: values['quant-cache'] === 'off' ? (false as const) : values['quant-cache'] === undefined ? undefined : { dir: values['quant-cache'] },
     verbose: values.verbose ?? false,
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
@@ -411,7 +415,7 @@ function usable(m: LoadedModel): boolean {
  * while reading the checkpoint are the directory's (exit 2), except GPU errors and JavaScript's own
  * error types, which point at a bug.
  */
-async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', verbose: boolean): Promise<LoadedModel> {
+async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', quantCache: LoadModelOptions['quantCache'], verbose: boolean): Promise<LoadedModel> {
   const gpu = await getDevice();
   const bar = progress('loading weights');
   let last: UploadProgress | undefined;
@@ -419,6 +423,7 @@ async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', verbose: boolean):
     const m = await loadModel(dir, {
       gpu,
       dtype,
+      quantCache,
       onProgress: (p) => {
         last = p;
         bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond);
@@ -446,7 +451,7 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   checkAgainstConfig(args, await loadConfig(dir));
-  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4', args.verbose);
+  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4', args.quantCache, args.verbose);
   const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {
     if (args.interactive) await interactive(m, session, args, given);

@@ -98,7 +98,7 @@ export function quantizerFingerprint(dtype: QuantDType): string {
 export async function sourceFingerprint(ckpt: Checkpoint): Promise<string> {
   const files = [];
   for (const h of [...ckpt.headers].sort((a, b) => (a.file < b.file ? -1 : 1))) {
-    const st = await stat(h.file);
+    const st = await stat(h.file, { bigint: true });
     const header = new Uint8Array(h.dataStart);
     const source = await FileSource.open(h.file);
     await readExact(source, header, 0, 'header');
@@ -109,7 +109,7 @@ export async function sourceFingerprint(ckpt: Checkpoint): Promise<string> {
       await readExact(source, block, h.dataStart + Math.floor(((data - block.length) * i) / (SAMPLES - 1)), 'data sample');
       samples.update(block);
     }
-    files.push({ name: basename(h.file), size: st.size, mtimeMs: Math.floor(st.mtimeMs), header: createHash('sha256').update(header).digest('hex'), samples: samples.digest('hex') });
+    files.push({ name: basename(h.file), size: Number(st.size), mtimeMs: Number(st.mtimeNs / 1_000_000n), header: createHash('sha256').update(header).digest('hex'), samples: samples.digest('hex') });
   }
   return JSON.stringify(files);
 }
@@ -169,11 +169,11 @@ async function readCache(path: string, plan: Planned[], metadata: Record<string,
   try {
     header = await readHeader(await FileSource.open(path));
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || /no such file/i.test((e as Error).message)) return {};
+    if (['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) return {};
     return { why: `unreadable (${(e as Error).message})` };
   }
   for (const [k, v] of Object.entries(metadata)) {
-    if (header.metadata[k] !== v) return { why: `made with another ${k}` };
+    if (header.metadata[k] !== v) return { why: `its '${k}' differs (another checkpoint, quantizer or cache version)` };
   }
   let digests: Record<string, { sha256?: string }>;
   try {
