@@ -9,8 +9,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel, type LoadModelOptions } from './src/index.js';
 import { GpuError } from './src/gpu/recorder.js';
+import { runWithDawnWarningsFiltered, stderrIsTty } from './src/gpu/native-stderr.js';
 import { checkPixelBudget, MAX_TILES } from './src/preprocess/image.js';
-import { probeImage } from './src/preprocess/image-file.js';
+import { decodeImage } from './src/preprocess/decode.js';
+import { readImageFile } from './src/preprocess/image-file.js';
 import { frameIndices, probeVideo } from './src/preprocess/video.js';
 import { IMG_CONTEXT } from './src/text/template.js';
 import { ConfigError, loadConfig, type ModelConfig } from './src/weights/config.js';
@@ -187,10 +189,18 @@ function checkText(text: string, what: string): void {
 /** Checks that every input is there and readable, and every flag fits it, before minutes of weight loading. */
 export async function checkInputs(args: Args): Promise<void> {
   for (const p of args.images) {
+    let bytes;
     try {
-      await probeImage(p); // a regular file of a bounded size, whose header decodes to a bounded size
+      bytes = await readImageFile(p); // a regular file of a bounded size, whose header decodes to a bounded size
     } catch (e) {
       throw new UsageError(`cannot read image ${p}: ${why(e)}`);
+    }
+    try {
+      // only decoding finds a body cut short or corrupt: done here, before minutes of loading; the
+      // turn decodes it again (milliseconds)
+      await decodeImage(bytes);
+    } catch (e) {
+      throw new UsageError(`cannot decode image ${p}: ${why(e)}`);
     }
   }
   if (args.video) {
@@ -255,7 +265,7 @@ export async function readPromptFile(path: string): Promise<string> {
 
 /** A progress line on stderr: a bar with bytes and GB/s on a terminal, one summary line otherwise. */
 function progress(label: string) {
-  const tty = process.stderr.isTTY;
+  const tty = stderrIsTty();
   let last = 0;
   return (done: number, total: number, bytesPerSecond: number): void => {
     const now = performance.now();
@@ -473,6 +483,8 @@ function exitStatus(e: unknown): number {
 
 // Run as a program; imported (by the tests), only the functions above.
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const relaunched = await runWithDawnWarningsFiltered();
+  if (relaunched !== null) process.exit(relaunched);
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
     stdoutGone.abort();

@@ -4,6 +4,7 @@
 
 export const KERNEL_NAMES = [
   'matmul',
+  'matmul_xtexels',
   'attention',
   'norm',
   'elementwise',

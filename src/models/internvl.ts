@@ -33,6 +33,8 @@ export interface Collector {
   tap?(rec: Recorder, name: string, t: Tensor): void;
   /** the vision part's wall time from the prefill call (pixel uploads included); asking for it waits for the vision steps */
   visionMs?(ms: number): void;
+  /** run each vision step profiled (every dispatch in its own timestamped pass): the Recorder the taps get holds the times in `profile` once its step is done */
+  profileVision?: boolean;
 }
 
 /** Positions per LLM step of a prefill: its activations stay under prefillStepBytes(llm, PREFILL_CHUNK), 153 MB on the 8B model. */
@@ -201,6 +203,7 @@ export class InternVL {
             return r;
           });
         }),
+        collector?.profileVision,
       );
       if ((await Promise.all(flags)).some((f) => f.some((v) => v & NON_FINITE_BIT))) {
         for (const r of rows) r.release();
