@@ -12,6 +12,7 @@ import { Tokenizer } from '../text/tokenizer.js';
 import { loadConfig, type LlmConfig, type ModelConfig } from '../weights/config.js';
 import { Checkpoint, type TensorInfo } from '../weights/safetensors.js';
 import { quantizeRule, type QuantDType } from '../weights/quantize.js';
+import type { QuantCacheOptions } from '../weights/quant-cache.js';
 import { isVectorLike, uploadTensors, type UploadProgress } from '../weights/upload.js';
 import { InternLM2, type KvCache } from './internlm2.js';
 import { InternViT, type Tap } from './internvit.js';
@@ -57,6 +58,8 @@ export interface LoadOptions {
   switches?: Partial<PvcSwitches>;
   /** LLM weights as in the checkpoint (bf16, default) or quantized at load (docs/quantization.md) */
   dtype?: 'bf16' | QuantDType;
+  /** the quantized copy of the checkpoint used when dtype is q8/q4 (src/weights/quant-cache.ts): its folder, or false for none */
+  quantCache?: QuantCacheOptions | false;
   onProgress?: (p: UploadProgress) => void;
   /** the checkpoint's tokenizer when the caller has it already (read from the directory otherwise): the model takes its <IMG_CONTEXT> id */
   tokenizer?: Tokenizer;
@@ -88,7 +91,7 @@ export class InternVL {
     InternVL.build(gpu, config, switches, dry, tokens);
     dry.assertComplete();
     const widen = (t: TensorInfo) => isVectorLike(t) || t.name.endsWith('position_embedding');
-    const tensors = await uploadTensors(gpu, ckpt, { widen, quantize: quantizeRule(opts.dtype ?? 'bf16'), onProgress: opts.onProgress });
+    const tensors = await uploadTensors(gpu, ckpt, { widen, quantize: quantizeRule(opts.dtype ?? 'bf16'), quantCache: opts.quantCache, onProgress: opts.onProgress });
     return InternVL.build(gpu, config, switches, new WeightStore(tensors), tokens);
   }
 
