@@ -38,13 +38,17 @@
 // GEMV (decode, M = 1..8): the GEMV define selects a bandwidth-bound kernel in which every weight is
 // read once for all ROWS rows (1, 2, 4 or 8, from the wrapper; rows >= M read clamped addresses and
 // are not stored). GELU is not offered there (the wrapper sends GELU calls to the GEMM).
-//   GEMV            software: no workgroup memory. 64 lanes, each owning one output column and
-//                   streaming its weight row with wide loads. VEC (K % 8 == 0) reads 8 weights per
-//                   vec4<u32> (or two vec4<f32>); with SUBGROUPS, K runs in steps of 32 and the 32
-//                   activations of a row are loaded once per subgroup and spread with subgroupBroadcast:
-//                   by lanes 0..3, 8 each (4 lanes always exist: WebGPU's minimum subgroup size), or with
-//                   X8 (subgroups of at least 8 lanes) by lanes 0..7, 4 each. Without VEC, one value
-//                   per load (any K).
+//   GEMV            software: no workgroup memory. 64 lanes, each owning COLS output columns (c, c + 64, ...)
+//                   and streaming their weight rows with wide loads. VEC (K % 8 == 0) reads 8 weights per
+//                   vec4<u32> (or two vec4<f32>); with SUBGROUPS, K runs in steps of 32: the 32 activations
+//                   of a row are loaded once per subgroup and spread with subgroupBroadcast, by lanes 0..3,
+//                   8 each (4 lanes always exist: WebGPU's minimum subgroup size), or with X8 (subgroups of
+//                   at least 8 lanes) by lanes 0..7, 4 each, once for all COLS columns; every load of a step
+//                   comes before its arithmetic (lavapipe's texel loads are calls that spill live registers),
+//                   and a quantized column's 8 group scales are loaded once per 256 values.
+//                   X_TEXELS (with VEC): the activations come as texels (kernels/matmul_xtexels.wgsl
+//                   writes them): one vectorised load for all lanes instead of a scalar load per lane and word.
+//                   Without VEC, one value per load (any K).
 //   GEMV + SPLITK   hardware: a workgroup of 64 invocations computes 4 columns; invocation t sums
 //                   k = t, t + 64, ...; partial sums meet in workgroup memory (with SUBGROUPS,
 //                   subgroupAdd first and one slot per subgroup, claimed with an atomic so no subgroup
@@ -52,7 +56,8 @@
 //
 // Bindings (group 0):
 //   0 params    uniform { M, N, K, n0, nPart }    N: output row stride; n0: first output column
-//   1 x         storage read  f32 [M, K]          array<vec4<f32>> with VEC, else array<f32>
+//   1 x         storage read  f32 [M, K]          array<vec4<f32>> with VEC, else array<f32>;
+//                                                 X_TEXELS: texture_storage_2d<rgba32float, read> [M][K / 4]
 //   2 w         storage read  [nPart, K]          array<vec4<u32 or f32>> with VEC, else array<u32 or f32>;
 //                                                 W_TEXELS: texture_storage_2d<rgba32uint, read> [nPart][K / 8]
 //   3 out       storage rw    f32 [M, N]
@@ -60,27 +65,32 @@
 //   SCALE_B     storage read  f32 [N]             (SCALE)
 //   RESIDUAL_B  storage read  f32 [M, N]          (RESIDUAL)
 // Dispatch: software (ceil(nPart / 256), ceil(M / R)), R = 16 / 8 / 4 as above; TILED (ceil(nPart / 64), ceil(M / 64));
-//           GEMV (ceil(nPart / 64), 1); GEMV + SPLITK (ceil(nPart / 4), 1).
+//           GEMV (ceil(nPart / (64 COLS)), 1); GEMV + SPLITK (ceil(nPart / 4), 1).
 
 struct Params { M: u32, N: u32, K: u32, n0: u32, nPart: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-#if VEC
+#if DOT4
+@group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
+#elif X_TEXELS
+@group(0) @binding(1) var xt: texture_storage_2d<rgba32float, read>;
+#elif VEC
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 #if W_TEXELS
 @group(0) @binding(2) var w: texture_storage_2d<rgba32uint, read>;
-#elif W_F32
+#elif VEC
+#if W_F32
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 #else
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 #endif
-#else
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-#if W_F32
+#elif W_F32
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 #else
 @group(0) @binding(2) var<storage, read> w: array<u32>;
-#endif
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 #if BIAS
@@ -150,34 +160,56 @@ fn w8(n: u32, k: u32) -> array<vec4<f32>, 2> {
 #endif
 }
 
-// Weights k .. k + 31 of row n (k % 32 == 0) before their group scale, which scale32 gives (1 for
-// float weights): a quantized group is loaded once and scaled once per dot product.
-fn w32(n: u32, k: u32) -> array<vec4<f32>, 8> {
+// The raw words of weights k .. k + 31 of row n (k % 32 == 0), for the GEMV: loaded first and
+// decoded later (on lavapipe each texel load is a call that spills every live vector register).
 #if Q4
-  let u = unitOf(n, k / 32u);
-  let a = codes8(u.x);
-  let b = codes8(u.y);
-  let c = codes8(u.z);
-  let d = codes8(u.w);
-  return array<vec4<f32>, 8>(a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1]);
+const RAW_UNITS = 1u;
 #elif Q8
-  let u0 = unitOf(n, k / 16u);
-  let u1 = unitOf(n, k / 16u + 1u);
-  return array<vec4<f32>, 8>(codes4(u0.x), codes4(u0.y), codes4(u0.z), codes4(u0.w), codes4(u1.x), codes4(u1.y), codes4(u1.z), codes4(u1.w));
+const RAW_UNITS = 2u;
+#elif W_F32
+const RAW_UNITS = 8u;
 #else
-  let p0 = w8(n, k);
-  let p1 = w8(n, k + 8u);
-  let p2 = w8(n, k + 16u);
-  let p3 = w8(n, k + 24u);
-  return array<vec4<f32>, 8>(p0[0], p0[1], p1[0], p1[1], p2[0], p2[1], p3[0], p3[1]);
+const RAW_UNITS = 4u;
+#endif
+alias Raw = array<vec4<u32>, RAW_UNITS>;
+fn raw32(n: u32, k: u32) -> Raw {
+#if WQ
+  var u: Raw;
+  for (var i = 0u; i < RAW_UNITS; i++) { u[i] = unitOf(n, k / 32u * RAW_UNITS + i); }
+  return u;
+#elif W_F32
+  let e = (n * params.K + k) / 4u;
+  var u: Raw;
+  for (var i = 0u; i < RAW_UNITS; i++) { u[i] = bitcast<vec4<u32>>(w[e + i]); }
+  return u;
+#elif W_TEXELS
+  return Raw(textureLoad(w, vec2<u32>(k / 8u, n)), textureLoad(w, vec2<u32>(k / 8u + 1u, n)),
+             textureLoad(w, vec2<u32>(k / 8u + 2u, n)), textureLoad(w, vec2<u32>(k / 8u + 3u, n)));
+#else
+  let e = (n * params.K + k) / 8u;
+  return Raw(w[e], w[e + 1u], w[e + 2u], w[e + 3u]);
 #endif
 }
-fn scale32(n: u32, k: u32) -> f32 {
-#if WQ
-  return groupScale(n, k / 32u);
+
+// sum_i xs[i] · (weights of u), unscaled (a quantized group's scale multiplies the sum).
+fn dot32(xs: array<vec4<f32>, 8>, u: Raw) -> f32 {
+  var s = 0.0;
+#if Q4
+  for (var j = 0u; j < 4u; j++) {
+    let c = codes8(u[0][j]);
+    s += dot(xs[2u * j], c[0]) + dot(xs[2u * j + 1u], c[1]);
+  }
+#elif Q8
+  for (var i = 0u; i < 8u; i++) { s += dot(xs[i], codes4(u[i / 4u][i % 4u])); }
+#elif W_F32
+  for (var i = 0u; i < 8u; i++) { s += dot(xs[i], bitcast<vec4<f32>>(u[i])); }
 #else
-  return 1.0;
+  for (var i = 0u; i < 4u; i++) {
+    let q = u[i];
+    s += dot(xs[2u * i], vec4<f32>(widen2(q.x), widen2(q.y))) + dot(xs[2u * i + 1u], vec4<f32>(widen2(q.z), widen2(q.w)));
+  }
 #endif
+  return s;
 }
 #endif
 
@@ -278,6 +310,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 }
 
 #else
+const COLS = {{COLS}}u;
+
+#if !DOT4
+#if VEC
+// Activations x[m, 4i .. 4i + 3].
+fn xv(m: u32, i: u32) -> vec4<f32> {
+#if X_TEXELS
+  return textureLoad(xt, vec2<u32>(i, m));
+#else
+  return x[m * params.K / 4u + i];
+#endif
+}
+
+#if SUBGROUPS
+// 32 activations of row m from k are loaded once per subgroup and spread with subgroupBroadcast
+// from constant lanes: with X8 (subgroups of at least 8 lanes) lanes 0..7 load 4 each, else lanes
+// 0..3 (WebGPU's minimum subgroup size) load 8 each.
+#if X8
+alias XShare = vec4<f32>;
+fn xShare(m: u32, k: u32, sl: u32) -> XShare { return xv(m, k / 4u + sl % 8u); }
+fn spread(a: XShare) -> array<vec4<f32>, 8> {
+  return array<vec4<f32>, 8>(subgroupBroadcast(a, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(a, 2u), subgroupBroadcast(a, 3u),
+                             subgroupBroadcast(a, 4u), subgroupBroadcast(a, 5u), subgroupBroadcast(a, 6u), subgroupBroadcast(a, 7u));
+}
+#else
+alias XShare = array<vec4<f32>, 2>;
+fn xShare(m: u32, k: u32, sl: u32) -> XShare { return XShare(xv(m, k / 4u + 2u * (sl % 4u)), xv(m, k / 4u + 2u * (sl % 4u) + 1u)); }
+fn spread(a: XShare) -> array<vec4<f32>, 8> {
+  return array<vec4<f32>, 8>(subgroupBroadcast(a[0], 0u), subgroupBroadcast(a[1], 0u), subgroupBroadcast(a[0], 1u), subgroupBroadcast(a[1], 1u),
+                             subgroupBroadcast(a[0], 2u), subgroupBroadcast(a[1], 2u), subgroupBroadcast(a[0], 3u), subgroupBroadcast(a[1], 3u));
+}
+#endif
+#endif
+#endif
+#endif
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32
 #if SUBGROUPS
@@ -285,52 +353,90 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 #endif
 ) {
   let K = params.K;
-  let c = wg.x * 64u + lane;
+  // the lane's columns: c0 + 64 j, j < COLS
+  let c0 = wg.x * 64u * COLS + lane;
   // clamped addresses keep tail lanes in uniform control flow (subgroupBroadcast needs it)
-  let n = min(c, params.nPart - 1u);
-  var xr: array<u32, ROWS>;
-  for (var r = 0u; r < ROWS; r++) { xr[r] = min(r, params.M - 1u) * K; }
-  var acc: array<f32, ROWS>;
+  var n: array<u32, COLS>;
+  for (var j = 0u; j < COLS; j++) { n[j] = min(c0 + 64u * j, params.nPart - 1u); }
+  var xm: array<u32, ROWS>;
+  for (var r = 0u; r < ROWS; r++) { xm[r] = min(r, params.M - 1u); }
+  var acc: array<array<f32, COLS>, ROWS>;
   var k = 0u;
 #if VEC
-#if SUBGROUPS
-  // Weights are used as soon as they arrive (no private array that could spill). Activations: with
-  // X8 each lane of a subgroup (at least 8 lanes) loads 4 of them, else lanes 0..3 load 8 each;
-  // subgroupBroadcast from constant lanes spreads them.
-  for (; k + 32u <= K; k += 32u) {
-    let p = w32(n, k);
-    let s = scale32(n, k);
+#if DOT4
+  // int8 activations (kernels/matmul_xq8.wgsl): lanes 0 and 1 load a group's codes, lane 2 its scale
+  var sw: array<vec4<u32>, COLS>;
+  for (; k < K; k += 32u) {
+    var a: array<vec4<u32>, ROWS>;
+    for (var r = 0u; r < ROWS; r++) { a[r] = xq[(xm[r] * (K / 32u) + k / 32u) * 3u + min(sl % 4u, 2u)]; }
+    var u: array<Raw, COLS>;
+    for (var j = 0u; j < COLS; j++) { u[j] = raw32(n[j], k); }
+    let g = k / 32u;
+    if (g % 8u == 0u) {
+      for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
+    }
     for (var r = 0u; r < ROWS; r++) {
-      let o = (xr[r] + k) / 4u;
-#if X8
-      let a = x[o + sl % 8u];
-      let xs = array<vec4<f32>, 8>(subgroupBroadcast(a, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(a, 2u), subgroupBroadcast(a, 3u),
-                                   subgroupBroadcast(a, 4u), subgroupBroadcast(a, 5u), subgroupBroadcast(a, 6u), subgroupBroadcast(a, 7u));
+      let xw = array<u32, 8>(subgroupBroadcast(a[r].x, 0u), subgroupBroadcast(a[r].y, 0u), subgroupBroadcast(a[r].z, 0u), subgroupBroadcast(a[r].w, 0u),
+                             subgroupBroadcast(a[r].x, 1u), subgroupBroadcast(a[r].y, 1u), subgroupBroadcast(a[r].z, 1u), subgroupBroadcast(a[r].w, 1u));
+      let dx = bitcast<f32>(subgroupBroadcast(a[r].x, 2u));
+      for (var j = 0u; j < COLS; j++) {
+#if Q4
+        let t = f32(idot32x16(xw, u[j][0])) * 0.0625;
 #else
-      let a = x[o + 2u * (sl % 4u)];
-      let b = x[o + 2u * (sl % 4u) + 1u];
-      let xs = array<vec4<f32>, 8>(subgroupBroadcast(a, 0u), subgroupBroadcast(b, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(b, 1u),
-                                   subgroupBroadcast(a, 2u), subgroupBroadcast(b, 2u), subgroupBroadcast(a, 3u), subgroupBroadcast(b, 3u));
+        let t = f32(idot32(xw, u[j][0], u[j][1]));
 #endif
-      acc[r] += s * (dot(xs[0], p[0]) + dot(xs[1], p[1]) + dot(xs[2], p[2]) + dot(xs[3], p[3])
-                   + dot(xs[4], p[4]) + dot(xs[5], p[5]) + dot(xs[6], p[6]) + dot(xs[7], p[7]));
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * t;
+      }
     }
   }
+#elif SUBGROUPS
+#if WQ
+  var sw: array<vec4<u32>, COLS>; // the 16-byte unit of 8 group scales of each column
 #endif
-  for (; k < K; k += 8u) {
-    let p = w8(n, k);
+  for (; k + 32u <= K; k += 32u) {
+    // every load first (see raw32), then the arithmetic
+    var a: array<XShare, ROWS>;
+    for (var r = 0u; r < ROWS; r++) { a[r] = xShare(xm[r], k, sl); }
+    var u: array<Raw, COLS>;
+    for (var j = 0u; j < COLS; j++) { u[j] = raw32(n[j], k); }
+    let g = k / 32u;
+#if WQ
+    if (g % 8u == 0u) {
+      for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
+    }
+#endif
     for (var r = 0u; r < ROWS; r++) {
-      acc[r] += dot(x[(xr[r] + k) / 4u], p[0]) + dot(x[(xr[r] + k) / 4u + 1u], p[1]);
+      let xs = spread(a[r]);
+      for (var j = 0u; j < COLS; j++) {
+#if WQ
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dot32(xs, u[j]);
+#else
+        acc[r][j] += dot32(xs, u[j]);
+#endif
+      }
     }
   }
+#endif
+#if !DOT4
+  for (; k < K; k += 8u) {
+    for (var j = 0u; j < COLS; j++) {
+      let p = w8(n[j], k);
+      for (var r = 0u; r < ROWS; r++) { acc[r][j] += dot(xv(xm[r], k / 4u), p[0]) + dot(xv(xm[r], k / 4u + 1u), p[1]); }
+    }
+  }
+#endif
 #else
   for (; k < K; k++) {
-    let p = w1(n, k);
-    for (var r = 0u; r < ROWS; r++) { acc[r] += x[xr[r] + k] * p; }
+    for (var j = 0u; j < COLS; j++) {
+      let p = w1(n[j], k);
+      for (var r = 0u; r < ROWS; r++) { acc[r][j] += x[xm[r] * K + k] * p; }
+    }
   }
 #endif
   for (var r = 0u; r < ROWS; r++) {
-    if (r < params.M && c < params.nPart) { store(r, c, acc[r]); }
+    for (var j = 0u; j < COLS; j++) {
+      if (r < params.M && c0 + 64u * j < params.nPart) { store(r, c0 + 64u * j, acc[r][j]); }
+    }
   }
 }
 #endif

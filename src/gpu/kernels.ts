@@ -4,6 +4,8 @@
 
 export const KERNEL_NAMES = [
   'matmul',
+  'matmul_xtexels',
+  'matmul_xq8',
   'attention',
   'norm',
   'elementwise',

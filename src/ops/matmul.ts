@@ -1,5 +1,6 @@
 // Linear layers: out = x · wᵀ with fused epilogues (kernels/matmul.wgsl: GEMM and, for decode, GEMV variants).
 
+import type { AdapterClass, GpuFeatures } from '../gpu/device.js';
 import type { Defines } from '../gpu/pipelines.js';
 import type { Binding, Recorder } from '../gpu/recorder.js';
 import { partBuffer, type Tensor } from '../gpu/tensor.js';
@@ -20,6 +21,38 @@ export interface MatmulOptions {
 
 /** Rows up to which the GEMV (decode) kernel is used. */
 export const GEMV_MAX_ROWS = 8;
+
+/**
+ * Output columns per lane of the software GEMV: its activations are loaded and spread once for all
+ * of them. More columns keep more weight words live across lavapipe's texel-load calls, which spill
+ * every live register: measured best at 4 for q4 (one 16-byte unit per group), 2 for 16-bit and q8
+ * weights (2-4 units), 1 for f32 (bench/RESULTS.md, "Quantized weights").
+ */
+export function gemvColumns(dtype: Tensor['dtype']): number {
+  return dtype === 'q4' ? 4 : dtype === 'f32' ? 1 : 2;
+}
+
+/**
+ * The dot4I8Packed GEMV for q8 / q4 weights: activations quantized to int8 per group of 32
+ * (kernels/matmul_xq8.wgsl), integer dot products per group. 'auto' uses it where the adapter has
+ * the WGSL feature and it was measured faster than the float GEMV (bench/RESULTS.md); 'on' / 'off'
+ * force it (tests, benchmarks; env PVC_DOT4 in Node).
+ */
+export const matmulConfig: { dot4: 'auto' | 'on' | 'off' } = { dot4: dot4Mode((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.PVC_DOT4) };
+
+function dot4Mode(v: string | undefined): 'auto' | 'on' | 'off' {
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'on' || v === 'off') return v;
+  throw new Error(`PVC_DOT4 must be auto, on or off; got '${v}'`);
+}
+
+/** Adapter classes on which the dot4I8Packed GEMV was measured faster than the float one. */
+const DOT4_FASTER: Record<AdapterClass, boolean> = { software: false, hardware: false };
+
+export function useDot4(mode: 'auto' | 'on' | 'off', features: Pick<GpuFeatures, 'dot4' | 'subgroups'>, adapterClass: AdapterClass, dtype: Tensor['dtype']): boolean {
+  if ((dtype !== 'q8' && dtype !== 'q4') || !features.dot4 || !features.subgroups || mode === 'off') return false;
+  return mode === 'on' || DOT4_FASTER[adapterClass];
+}
 
 /** Defines that select how the kernel reads weights of `dtype` (kernels/matmul.wgsl, kernels/quant.wgsl). */
 export function weightDefines(dtype: Tensor['dtype']): Defines {
@@ -80,9 +113,27 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
     if (software && gpu.features.subgroupMinSize >= 8) defines.X8 = true;
   }
   if (!software) defines[gemv ? 'SPLITK' : 'TILED'] = true;
+  let xInput: Tensor | GPUTexture | undefined;
   if (gemv) {
     defines.GEMV = true;
     defines.ROWS = 2 ** Math.ceil(Math.log2(M));
+    if (useDot4(matmulConfig.dot4, gpu.features, gpu.adapterClass, w.dtype)) {
+      // the lane-per-column GEMV on every adapter class (its activations are spread by subgroups)
+      defines.DOT4 = true;
+      defines.VEC = true;
+      defines.COLS = gemvColumns(w.dtype);
+      delete defines.SPLITK;
+      xInput = rec.gpu.empty([M, (K / 32) * 12], 'f32', 'gemv int8 x');
+      rec.dispatch('matmul_xq8', {}, [rec.uniform([M, K]), x, xInput], [Math.ceil(K / 32 / 64), M], `gemv int8 x ${M}x${K}`);
+    } else if (software) {
+      defines.COLS = gemvColumns(w.dtype);
+      // the software GEMV reads its activations as texels where weights can be texels (one
+      // vectorised load for all lanes instead of a bounds-checked scalar load per lane and word)
+      if (defines.VEC && gpu.texelWeights && K / 4 <= gpu.device.limits.maxTextureDimension2D) {
+        defines.X_TEXELS = true;
+        xInput = activationTexels(rec, x);
+      }
+    }
   }
   const extra: Binding[] = [];
   const optional: [string, Tensor | undefined][] = [['BIAS', bias], ['SCALE', scale], ['RESIDUAL', inplace ? undefined : residual]];
@@ -98,10 +149,28 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   // software: two rows per subgroup lane (16 or 8), or 4 without subgroups
   const rowsPerGroup = software ? (defines.SUBGROUPS ? (defines.X8 ? 16 : 8) : 4) : 64;
   for (const part of w.parts) {
-    const colsPerGroup = gemv ? (software ? 64 : 4) : software ? 256 : 64;
+    const colsPerGroup = gemv ? (defines.COLS ? 64 * (defines.COLS as number) : 4) : software ? 256 : 64;
     const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
     const params = rec.uniform([M, N, K, part.rowStart, part.rows]);
-    rec.dispatch('matmul', defines, [params, x, part.texture ?? partBuffer(w, part), out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
+    rec.dispatch('matmul', defines, [params, xInput ?? x, part.texture ?? partBuffer(w, part), out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
   }
+  if (defines.DOT4) (xInput as Tensor).release();
   return out;
+}
+
+/** One activation texture per device and shape [M, K / 4] (rgba32float), rewritten by each GEMV that uses it. */
+const xTextures = new WeakMap<object, Map<string, GPUTexture>>();
+
+/** x f32 [M, K] copied into texels for the software GEMV (kernels/matmul_xtexels.wgsl). */
+function activationTexels(rec: Recorder, x: Tensor): GPUTexture {
+  const [M, K] = x.shape;
+  let byShape = xTextures.get(rec.gpu);
+  if (!byShape) xTextures.set(rec.gpu, (byShape = new Map()));
+  let t = byShape.get(`${M}x${K}`);
+  if (!t) {
+    t = rec.gpu.device.createTexture({ size: [K / 4, M], format: 'rgba32float', usage: 0x08 /* STORAGE_BINDING */, label: `gemv x ${M}x${K}` });
+    byShape.set(`${M}x${K}`, t);
+  }
+  rec.dispatch('matmul_xtexels', {}, [rec.uniform([M, K]), x, t], [Math.ceil(K / 4 / 64), M], `gemv x ${M}x${K}`);
+  return t;
 }
