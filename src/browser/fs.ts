@@ -71,6 +71,9 @@ export interface FileHandle {
   close(): Promise<void>;
 }
 
+/** open's flags: no O_DIRECT here (source.ts reads through the page cache's stand-in) */
+export const constants = { O_RDONLY: 0 };
+
 export async function open(path: string): Promise<FileHandle> {
   const s = sourceOf(path);
   return {

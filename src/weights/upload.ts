@@ -470,7 +470,9 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
     const dtype = opts.quantize?.(info);
     return dtype ? [{ info, dtype }] : [];
   });
-  const onDisk = !Array.isArray(source) && source.headers.length > 0 && infos.every((t) => t.source instanceof FileSource);
+  // the cache is written beside files on disk: in Node (the browser build's FileSource reads mounted byte sources)
+  const inNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
+  const onDisk = inNode && !Array.isArray(source) && source.headers.length > 0 && infos.every((t) => t.source instanceof FileSource);
   const openCache = () => (quantized.length && onDisk && opts.quantCache !== false ? openQuantCache(source as Checkpoint, quantized, opts.quantCache || {}) : Promise.resolve(null));
   const cache = await openCache();
   try {
