@@ -153,6 +153,9 @@ function classify(e: unknown): { kind: ErrorKind; message: string } {
   if (e instanceof QuotaError) return { kind: 'quota', message };
   if (e instanceof DownloadError) return { kind: 'download', message };
   if (loaded?.gpu.lost || /device was lost|device is lost/i.test(message)) return { kind: 'device-lost', message: `${message}. Reload the model to continue.` };
+  // the memory budget's refusals (src/budget.ts): a binding, the memory, or the context
+  if (e instanceof BudgetError && / in one binding, /.test(message)) return { kind: 'limits', message: `This GPU's limits are too small for this request: ${message}` };
+  if (e instanceof BudgetError && !/^not enough memory/.test(message)) return { kind: 'input', message };
   if (e instanceof BudgetError || e instanceof RangeError || /out[- ]of[- ]memory|allocation failed|allocating \d+ bytes failed/i.test(message)) {
     const need = weightNeed ? ` The ${weightNeed.dtype} weights need ${formatSize(weightNeed.bytes)} of GPU memory${weightNeed.dtype === 'q4' ? '' : ` (q4: ${formatSize(weightNeed.q4)})`}.` : '';
     return { kind: 'out-of-memory', message: `Out of GPU memory: ${message}.${need} Try q4, fewer tiles or frames, or close other GPU-heavy tabs.` };
