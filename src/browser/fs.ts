@@ -55,7 +55,7 @@ export async function readFile(path: string, encoding?: string | { encoding?: st
 }
 
 /** Node's open flags: none here (FileSource, which reads files on disk with them, is never made in a browser). */
-export const constants: { O_DIRECT?: number } = {};
+export const constants: { O_RDONLY: number; O_DIRECT?: number } = { O_RDONLY: 0 };
 
 /** Writes (the quantized cache beside a checkpoint on disk) never happen here: mounted sources are read-only. */
 function readOnly(): never {
@@ -70,9 +70,6 @@ export interface FileHandle {
   stat(): Promise<Stats>;
   close(): Promise<void>;
 }
-
-/** open's flags: no O_DIRECT here (source.ts reads through the page cache's stand-in) */
-export const constants = { O_RDONLY: 0 };
 
 export async function open(path: string): Promise<FileHandle> {
   const s = sourceOf(path);
