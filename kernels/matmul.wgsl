@@ -70,7 +70,9 @@
 struct Params { M: u32, N: u32, K: u32, n0: u32, nPart: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-#if X_TEXELS
+#if DOT4
+@group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
+#elif X_TEXELS
 @group(0) @binding(1) var xt: texture_storage_2d<rgba32float, read>;
 #elif VEC
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -310,6 +312,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 #else
 const COLS = {{COLS}}u;
 
+#if !DOT4
 #if VEC
 // Activations x[m, 4i .. 4i + 3].
 fn xv(m: u32, i: u32) -> vec4<f32> {
@@ -341,6 +344,7 @@ fn spread(a: XShare) -> array<vec4<f32>, 8> {
 #endif
 #endif
 #endif
+#endif
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32
@@ -359,7 +363,33 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var acc: array<array<f32, COLS>, ROWS>;
   var k = 0u;
 #if VEC
-#if SUBGROUPS
+#if DOT4
+  // int8 activations (kernels/matmul_xq8.wgsl): lanes 0 and 1 load a group's codes, lane 2 its scale
+  var sw: array<vec4<u32>, COLS>;
+  for (; k < K; k += 32u) {
+    var a: array<vec4<u32>, ROWS>;
+    for (var r = 0u; r < ROWS; r++) { a[r] = xq[(xm[r] * (K / 32u) + k / 32u) * 3u + min(sl % 4u, 2u)]; }
+    var u: array<Raw, COLS>;
+    for (var j = 0u; j < COLS; j++) { u[j] = raw32(n[j], k); }
+    let g = k / 32u;
+    if (g % 8u == 0u) {
+      for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+      let xw = array<u32, 8>(subgroupBroadcast(a[r].x, 0u), subgroupBroadcast(a[r].y, 0u), subgroupBroadcast(a[r].z, 0u), subgroupBroadcast(a[r].w, 0u),
+                             subgroupBroadcast(a[r].x, 1u), subgroupBroadcast(a[r].y, 1u), subgroupBroadcast(a[r].z, 1u), subgroupBroadcast(a[r].w, 1u));
+      let dx = bitcast<f32>(subgroupBroadcast(a[r].x, 2u));
+      for (var j = 0u; j < COLS; j++) {
+#if Q4
+        let t = f32(idot32x16(xw, u[j][0])) * 0.0625;
+#else
+        let t = f32(idot32(xw, u[j][0], u[j][1]));
+#endif
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * t;
+      }
+    }
+  }
+#elif SUBGROUPS
 #if WQ
   var sw: array<vec4<u32>, COLS>; // the 16-byte unit of 8 group scales of each column
 #endif
@@ -387,12 +417,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
 #endif
+#if !DOT4
   for (; k < K; k += 8u) {
     for (var j = 0u; j < COLS; j++) {
       let p = w8(n[j], k);
       for (var r = 0u; r < ROWS; r++) { acc[r][j] += dot(xv(xm[r], k / 4u), p[0]) + dot(xv(xm[r], k / 4u + 1u), p[1]); }
     }
   }
+#endif
 #else
   for (; k < K; k++) {
     for (var j = 0u; j < COLS; j++) {

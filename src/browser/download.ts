@@ -46,10 +46,16 @@ export class QuotaError extends Error {
   override name = 'QuotaError';
 }
 
+/** A transfer that stopped or arrived corrupted: trying again resumes (or restarts) it. */
+export class DownloadError extends Error {
+  override name = 'DownloadError';
+}
+
 /** Files a checkpoint needs besides its shards, then the optional ones (as the Node downloader). */
 const NEEDED = /^(config\.json|tokenizer\.model|tokenizer_config\.json|generation_config\.json|special_tokens_map\.json|added_tokens\.json|model\.safetensors\.index\.json|[^/]*\.safetensors)$/;
 const CHUNK = 8 << 20;
-const GB = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+/** sizes as people read them (a tiny checkpoint's megabytes are not "0.02 GB") */
+export const formatSize = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`);
 
 async function hubFetch(hub: HubModel, url: string, what: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
   const h = { ...headers, ...(hub.token ? { Authorization: `Bearer ${hub.token}` } : {}) };
@@ -117,7 +123,7 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
   }
   const { quota = 0, usage = 0 } = await navigator.storage.estimate();
   if (missing > quota - usage) {
-    throw new QuotaError(`the model needs ${GB(missing)} more of browser storage but only ${GB(quota - usage)} is free (quota ${GB(quota)}, used ${GB(usage)}): free disk space, or use a local folder instead`);
+    throw new QuotaError(`the model needs ${formatSize(missing)} more of browser storage but only ${formatSize(quota - usage)} is free (quota ${formatSize(quota)}, used ${formatSize(usage)}): free disk space, or use a local folder instead`);
   }
   await navigator.storage.persist?.();
   let done = total - missing;
@@ -129,6 +135,7 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
     const partHandle = (await dir.getFileHandle(`${f.path}.incomplete`, { create: true })) as WorkerFileHandle;
     const access = await partHandle.createSyncAccessHandle();
     let hasher = newHasher(f);
+    let mismatch = '';
     try {
       let at = access.getSize();
       if (at > f.size) access.truncate((at = 0));
@@ -148,13 +155,21 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
         }
         const reader = res.body!.getReader();
         for (;;) {
-          const { done: end, value } = await reader.read();
+          let chunk: ReadableStreamReadResult<Uint8Array>;
+          try {
+            chunk = await reader.read();
+          } catch (e) {
+            if (signal?.aborted) throw e;
+            access.flush(); // the bytes so far stay in NAME.incomplete for the next try
+            throw new DownloadError(`the download of ${f.path} was interrupted at ${formatSize(at)} of ${formatSize(f.size)} (${(e as Error).message}); try again to resume it`);
+          }
+          const { done: end, value } = chunk;
           if (end) break;
           if (at + value.length > f.size) throw new Error(`${f.path}: the hub sent more than its ${f.size} bytes`);
           try {
             access.write(value, { at });
           } catch (e) {
-            throw (e as Error).name === 'QuotaExceededError' ? new QuotaError(`browser storage ran out while writing ${f.path} (${GB(missing)} were needed)`) : e;
+            throw (e as Error).name === 'QuotaExceededError' ? new QuotaError(`browser storage ran out while writing ${f.path} (${formatSize(missing)} were needed)`) : e;
           }
           hasher.update(value);
           at += value.length;
@@ -164,15 +179,16 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
         }
       }
       access.flush();
-      if (at !== f.size) throw new Error(`${f.path}: the download stopped at ${at} of ${f.size} bytes; try again to resume`);
+      if (at !== f.size) throw new DownloadError(`the download of ${f.path} stopped at ${at} of ${f.size} bytes; try again to resume it`);
       const digest = bytesToHex(hasher.digest());
       const want = f.sha256 ?? f.gitOid;
-      if (want && digest !== want) {
-        access.truncate(0);
-        throw new Error(`${f.path}: integrity check failed (hash ${digest}, the hub says ${want}); the bad copy was deleted, try again`);
-      }
+      if (want && digest !== want) mismatch = `${f.path}: integrity check failed (hash ${digest}, the hub says ${want}); the bad copy was deleted, try again`;
     } finally {
       access.close();
+    }
+    if (mismatch) {
+      await dir.removeEntry(`${f.path}.incomplete`);
+      throw new DownloadError(mismatch);
     }
     await partHandle.move(f.path);
     have.set(f.path, await (await dir.getFileHandle(f.path)).getFile());

@@ -54,14 +54,22 @@ export async function readFile(path: string, encoding?: string | { encoding?: st
   return enc ? new TextDecoder().decode(bytes) : bytes;
 }
 
+/** Node's open flags: none here (FileSource, which reads files on disk with them, is never made in a browser). */
+export const constants: { O_RDONLY: number; O_DIRECT?: number } = { O_RDONLY: 0 };
+
+/** Writes (the quantized cache beside a checkpoint on disk) never happen here: mounted sources are read-only. */
+function readOnly(): never {
+  throw new Error('the browser file system is read-only');
+}
+export const mkdir = readOnly;
+export const rename = readOnly;
+export const unlink = readOnly;
+
 export interface FileHandle {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   stat(): Promise<Stats>;
   close(): Promise<void>;
 }
-
-/** open's flags: no O_DIRECT here (source.ts reads through the page cache's stand-in) */
-export const constants = { O_RDONLY: 0 };
 
 export async function open(path: string): Promise<FileHandle> {
   const s = sourceOf(path);

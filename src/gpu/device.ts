@@ -30,6 +30,8 @@ export interface GpuFeatures {
   /** smallest subgroup size the adapter may use (0 when unknown or without subgroups) */
   subgroupMinSize: number;
   timestamps: boolean;
+  /** WGSL's packed_4x8_integer_dot_product (dot4I8Packed, pack4xI8) */
+  dot4: boolean;
 }
 
 const WANTED_LIMITS = [
@@ -97,7 +99,7 @@ export async function getDevice(options: GpuOptions = {}): Promise<Gpu> {
     keepAlive: [navGpu, adapter],
     description: describe(info),
     adapterClass,
-    features: { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups'), subgroupMinSize: device.features.has('subgroups') ? ((info as { subgroupMinSize?: number }).subgroupMinSize ?? 0) : 0, timestamps: device.features.has('timestamp-query') },
+    features: { f16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups'), subgroupMinSize: device.features.has('subgroups') ? ((info as { subgroupMinSize?: number }).subgroupMinSize ?? 0) : 0, timestamps: device.features.has('timestamp-query'), dot4: navGpu.wgslLanguageFeatures.has('packed_4x8_integer_dot_product') },
     maxBinding: Math.min(device.limits.maxStorageBufferBindingSize, options.maxStorageBufferBindingSize ?? Infinity),
     texelWeights: (options.texelWeights ?? adapterClass === 'software') && navGpu.wgslLanguageFeatures.has('readonly_and_readwrite_storage_textures'),
   });

@@ -5,6 +5,7 @@
 export const KERNEL_NAMES = [
   'matmul',
   'matmul_xtexels',
+  'matmul_xq8',
   'attention',
   'norm',
   'elementwise',

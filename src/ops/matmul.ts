@@ -1,5 +1,6 @@
 // Linear layers: out = x · wᵀ with fused epilogues (kernels/matmul.wgsl: GEMM and, for decode, GEMV variants).
 
+import type { AdapterClass, GpuFeatures } from '../gpu/device.js';
 import type { Defines } from '../gpu/pipelines.js';
 import type { Binding, Recorder } from '../gpu/recorder.js';
 import { partBuffer, type Tensor } from '../gpu/tensor.js';
@@ -29,6 +30,28 @@ export const GEMV_MAX_ROWS = 8;
  */
 export function gemvColumns(dtype: Tensor['dtype']): number {
   return dtype === 'q4' ? 4 : dtype === 'f32' ? 1 : 2;
+}
+
+/**
+ * The dot4I8Packed GEMV for q8 / q4 weights: activations quantized to int8 per group of 32
+ * (kernels/matmul_xq8.wgsl), integer dot products per group. 'auto' uses it where the adapter has
+ * the WGSL feature and it was measured faster than the float GEMV (bench/RESULTS.md); 'on' / 'off'
+ * force it (tests, benchmarks; env PVC_DOT4 in Node).
+ */
+export const matmulConfig: { dot4: 'auto' | 'on' | 'off' } = { dot4: dot4Mode((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.PVC_DOT4) };
+
+function dot4Mode(v: string | undefined): 'auto' | 'on' | 'off' {
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'on' || v === 'off') return v;
+  throw new Error(`PVC_DOT4 must be auto, on or off; got '${v}'`);
+}
+
+/** Adapter classes on which the dot4I8Packed GEMV was measured faster than the float one. */
+const DOT4_FASTER: Record<AdapterClass, boolean> = { software: false, hardware: false };
+
+export function useDot4(mode: 'auto' | 'on' | 'off', features: Pick<GpuFeatures, 'dot4' | 'subgroups'>, adapterClass: AdapterClass, dtype: Tensor['dtype']): boolean {
+  if ((dtype !== 'q8' && dtype !== 'q4') || !features.dot4 || !features.subgroups || mode === 'off') return false;
+  return mode === 'on' || DOT4_FASTER[adapterClass];
 }
 
 /** Defines that select how the kernel reads weights of `dtype` (kernels/matmul.wgsl, kernels/quant.wgsl). */
@@ -90,16 +113,26 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
     if (software && gpu.features.subgroupMinSize >= 8) defines.X8 = true;
   }
   if (!software) defines[gemv ? 'SPLITK' : 'TILED'] = true;
-  let xTexture: GPUTexture | undefined;
+  let xInput: Tensor | GPUTexture | undefined;
   if (gemv) {
     defines.GEMV = true;
     defines.ROWS = 2 ** Math.ceil(Math.log2(M));
-    if (software) defines.COLS = gemvColumns(w.dtype);
-    // the software GEMV reads its activations as texels where weights can be texels (one
-    // vectorised load for all lanes instead of a bounds-checked scalar load per lane and word)
-    if (defines.VEC && gpu.texelWeights && K / 4 <= gpu.device.limits.maxTextureDimension2D) {
-      defines.X_TEXELS = true;
-      xTexture = activationTexels(rec, x);
+    if (useDot4(matmulConfig.dot4, gpu.features, gpu.adapterClass, w.dtype)) {
+      // the lane-per-column GEMV on every adapter class (its activations are spread by subgroups)
+      defines.DOT4 = true;
+      defines.VEC = true;
+      defines.COLS = gemvColumns(w.dtype);
+      delete defines.SPLITK;
+      xInput = rec.gpu.empty([M, (K / 32) * 12], 'f32', 'gemv int8 x');
+      rec.dispatch('matmul_xq8', {}, [rec.uniform([M, K]), x, xInput], [Math.ceil(K / 32 / 64), M], `gemv int8 x ${M}x${K}`);
+    } else if (software) {
+      defines.COLS = gemvColumns(w.dtype);
+      // the software GEMV reads its activations as texels where weights can be texels (one
+      // vectorised load for all lanes instead of a bounds-checked scalar load per lane and word)
+      if (defines.VEC && gpu.texelWeights && K / 4 <= gpu.device.limits.maxTextureDimension2D) {
+        defines.X_TEXELS = true;
+        xInput = activationTexels(rec, x);
+      }
     }
   }
   const extra: Binding[] = [];
@@ -116,11 +149,12 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   // software: two rows per subgroup lane (16 or 8), or 4 without subgroups
   const rowsPerGroup = software ? (defines.SUBGROUPS ? (defines.X8 ? 16 : 8) : 4) : 64;
   for (const part of w.parts) {
-    const colsPerGroup = gemv ? (software ? 64 * (defines.COLS as number) : 4) : software ? 256 : 64;
+    const colsPerGroup = gemv ? (defines.COLS ? 64 * (defines.COLS as number) : 4) : software ? 256 : 64;
     const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
     const params = rec.uniform([M, N, K, part.rowStart, part.rows]);
-    rec.dispatch('matmul', defines, [params, xTexture ?? x, part.texture ?? partBuffer(w, part), out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
+    rec.dispatch('matmul', defines, [params, xInput ?? x, part.texture ?? partBuffer(w, part), out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
   }
+  if (defines.DOT4) (xInput as Tensor).release();
   return out;
 }
 

@@ -1,0 +1,44 @@
+// Activations for the dot4I8Packed GEMV (kernels/matmul.wgsl, DOT4): x f32 [M, K] (K % 32 == 0) to
+// int8 codes in groups of 32 along K with a power-of-two scale (q8_1-like; docs/quantization.md):
+//   s = e - 7 where |x|max of the group = f * 2^e, f in [0.5, 1) (frexp); d = 2^s;
+//   q = clamp(round(x * 2^-s), -127, 127) (round: halves to even); a zero group has d = 0, q = 0.
+// x * 2^-s is exact (for normal x) (a power of two), so every adapter and a float64 reference agree on q bit for bit.
+// Output, per row m and group g, three 16-byte units at unit 3 (m G + g), G = K / 32:
+//   units 0, 1: words 0..7, word i = q[4i .. 4i + 3] as packed int8 (byte b = q[4i + b]);
+//   unit 2: word 0 = the f32 bits of d, words 1..3 zero.
+// Bindings: 0 uniform { M, K }; 1 x storage read array<vec4<f32>>; 2 out storage rw array<u32>.
+// Dispatch: (ceil(K / 32 / 64), M).
+
+struct Params { M: u32, K: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let G = params.K / 32u;
+  let g = gid.x;
+  let m = gid.y;
+  if (g >= G) { return; }
+  let base = (m * params.K + 32u * g) / 4u;
+  var v: array<vec4<f32>, 8>;
+  var amax = vec4<f32>(0.0);
+  for (var i = 0u; i < 8u; i++) {
+    v[i] = x[base + i];
+    amax = max(amax, abs(v[i]));
+  }
+  let am = max(max(amax.x, amax.y), max(amax.z, amax.w));
+  let o = 12u * (m * G + g);
+  // multiplying by the exact power of two 1 / d (a division could be approximate on some GPUs)
+  let e = frexp(am).exp;
+  let d = select(0.0, ldexp(1.0, e - 7), am > 0.0);
+  let inv = select(0.0, ldexp(1.0, 7 - e), am > 0.0);
+  for (var i = 0u; i < 8u; i++) {
+    out[o + i] = pack4xI8(vec4<i32>(clamp(round(v[i] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))));
+  }
+  out[o + 8u] = bitcast<u32>(d);
+  out[o + 9u] = 0u;
+  out[o + 10u] = 0u;
+  out[o + 11u] = 0u;
+}
