@@ -24,11 +24,12 @@ for (const dir of dirs) {
   console.log(`${dir} (${dtype}): load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   let last: UploadProgress | undefined;
   await InternVL.load(gpu, dir, { dtype, quantCache, onProgress: (p) => (last = p) });
-  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const usage = process.resourceUsage();
+  const peakRss = usage.maxRSS * 1024;
   console.log(`  ${formatLoadBreakdown(last!)}`);
   console.log(
     `  GPU bytes ${mib(gpu.pool.allocatedBytes)} MiB; peak RSS ${mib(peakRss)} MiB (process before the device ${mib(rssBefore)} MiB); ` +
-      `peak RSS - GPU bytes = ${((peakRss - gpu.pool.allocatedBytes) / 2 ** 30).toFixed(2)} GiB; load average after ${loadavg()[0].toFixed(2)}`,
+      `peak RSS - GPU bytes = ${((peakRss - gpu.pool.allocatedBytes) / 2 ** 30).toFixed(2)} GiB; process CPU ${(usage.userCPUTime / 1e6).toFixed(1)} s user + ${(usage.systemCPUTime / 1e6).toFixed(1)} s system; load average after ${loadavg()[0].toFixed(2)}`,
   );
   gpu.destroy();
 }
