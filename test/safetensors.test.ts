@@ -212,7 +212,7 @@ describe('GPU upload', () => {
       if ('direct' in config) expect(last.breakdown.directBytes).toBe(total - widened);
       if (config.partial) expect(last.breakdown.partialCopies).toBeGreaterThan(0);
       else expect([last.breakdown.copies, last.breakdown.partialCopies]).toEqual([parts, 0]);
-      expect(formatLoadBreakdown(last)).toMatch(/^loaded 0\.00 GB in [\d.]+ s \([\d.]+ GB\/s\): reading [\d.]+ s, waiting for GPU copies [\d.]+ s, .*; overlapped with them, the GPU copying [\d.]+ s \(\d+% of the wall time\); \d+ copies \(\d+ partial\)/);
+      expect(formatLoadBreakdown(last)).toMatch(/^loaded 0\.00 GB in [\d.]+ s \([\d.]+ GB\/s\): reading [\d.]+ s, waiting for GPU copies [\d.]+ s, .*; overlapped with them, the GPU copying [\d.]+ s \(\d+% of the wall time, [\d.]+ GB\/s while copying\); \d+ copies \(\d+ partial\)/);
       expect(last.breakdown.copySeconds).toBeGreaterThan(0);
       expect(last.breakdown.copySeconds).toBeLessThanOrEqual(last.seconds);
     });

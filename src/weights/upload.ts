@@ -512,7 +512,7 @@ export function formatLoadBreakdown(p: UploadProgress): string {
   return (
     `loaded ${(p.bytesDone / 1e9).toFixed(2)} GB in ${s(p.seconds)} (${(p.bytesPerSecond / 1e9).toFixed(3)} GB/s): ` +
     `reading ${s(b.readSeconds)}, waiting for GPU copies ${s(b.copyWaitSeconds)}, ${quant}allocating ${s(b.allocSeconds)}, host conversion ${s(b.hostSeconds)}, other ${s(other)}; ` +
-    `overlapped with them, the GPU copying ${s(b.copySeconds)} (${pct(b.copySeconds)} of the wall time); ` +
+    `overlapped with them, the GPU copying ${s(b.copySeconds)} (${pct(b.copySeconds)} of the wall time, ${b.copySeconds > 0 ? (p.bytesDone / 1e9 / b.copySeconds).toFixed(3) : '0'} GB/s while copying); ` +
     `${b.copies} copies (${b.partialCopies} partial) through 2 x ${(b.stagingBytes / 2 ** 20).toFixed(0)} MiB staging, ${(b.directBytes / 1e9).toFixed(2)} GB read with O_DIRECT${faults}${cache}`
   );
 }
