@@ -19,7 +19,7 @@
 // rebuilt by the load that finds it. Written to a temporary file beside it, then renamed: a reader
 // never sees a partial file. Where DIR is not writable it goes to $XDG_CACHE_HOME/pvc-webgpu (or
 // ~/.cache/pvc-webgpu) in a folder named by a hash of DIR's path; failing that the load goes on
-// without one.
+// without one. Node only: the browser build (web/vite.config.ts) swaps in src/browser/quant-cache.ts.
 
 import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';

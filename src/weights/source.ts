@@ -30,6 +30,9 @@ export interface ByteSource {
   readDirect?(into: Uint8Array, position: number): Promise<number>;
 }
 
+/** open's flags; O_DIRECT is Linux's (undefined elsewhere, and in the browser build's src/browser/fs.ts) */
+const FLAGS: { O_RDONLY: number; O_DIRECT?: number } = constants;
+
 /** Alignment of readDirect's position, length and destination address (4 KiB covers 512-byte and 4K-sector disks). */
 export const DIRECT_ALIGN = 4096;
 
@@ -53,7 +56,7 @@ export interface SourceDirectory {
  */
 export class FileSource implements ByteSource {
   /** cleared when the file system refuses O_DIRECT */
-  private direct = constants.O_DIRECT !== undefined;
+  private direct = FLAGS.O_DIRECT !== undefined;
 
   private constructor(
     readonly name: string,
@@ -68,13 +71,13 @@ export class FileSource implements ByteSource {
   }
 
   read(into: Uint8Array, position: number): Promise<number> {
-    return this.readWith(constants.O_RDONLY, into, position);
+    return this.readWith(FLAGS.O_RDONLY, into, position);
   }
 
   async readDirect(into: Uint8Array, position: number): Promise<number> {
     if (this.direct) {
       try {
-        return await this.readWith(constants.O_RDONLY | constants.O_DIRECT, into, position);
+        return await this.readWith(FLAGS.O_RDONLY | FLAGS.O_DIRECT!, into, position);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
         this.direct = false;
@@ -91,7 +94,7 @@ export class FileSource implements ByteSource {
         const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
         done += bytesRead;
         // a short read ends the file; an O_DIRECT read may not continue from an unaligned position
-        if (bytesRead === 0 || (flags & constants.O_DIRECT && done % DIRECT_ALIGN !== 0)) break;
+        if (bytesRead === 0 || (flags !== FLAGS.O_RDONLY && done % DIRECT_ALIGN !== 0)) break;
       }
       return done;
     } finally {

@@ -82,6 +82,8 @@ export interface UploadOptions {
   quantize?: (info: TensorInfo) => QuantDType | undefined;
   /** the quantized copy of a checkpoint (quant-cache.ts): where, or false for none; used when `quantize` picks tensors of a Checkpoint on disk */
   quantCache?: QuantCacheOptions | false;
+  /** pieces of at least this many bytes are read with O_DIRECT where the source offers it (default 1 MiB; Infinity: never) */
+  directReadBytes?: number;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -96,6 +98,8 @@ const QUANT_CHUNK = 16 << 20;
 const PITCH = 256;
 /** texel copies start at multiples of one rgba32uint texel */
 const TEXEL_BYTES = 16;
+/** default directReadBytes: small pieces go through the page cache (cheap, and cached for the next load) */
+const DIRECT_MIN = 1 << 20;
 /** room a piece may need beyond its rows: an O_DIRECT read rounds its start and end out to whole blocks */
 const STAGING_SLACK = 3 * DIRECT_ALIGN;
 
@@ -274,7 +278,7 @@ class Uploader {
 
   /**
    * Stage a piece's rows as the file holds them (file rows = GPU rows): read with readDirect when
-   * the source has it (whole DIRECT_ALIGN blocks into an aligned staging offset, the rows then
+   * the source has it and the piece is large (whole DIRECT_ALIGN blocks into an aligned staging offset, the rows then
    * moved down to the copy's alignment when the file's offset is not), else with read. `onBytes`
    * sees the rows as read, before rows are spread to the texel pitch.
    */
@@ -284,7 +288,7 @@ class Uploader {
     const position = info.offset + (piece.part.rowStart + piece.row) * piece.rowBytes;
     let at = slot.used;
     const t0 = performance.now();
-    if (info.source.readDirect) {
+    if (info.source.readDirect && length >= (this.opts.directReadBytes ?? DIRECT_MIN)) {
       const span = directSpan(slot.used, position, length, piece.part.texture ? TEXEL_BYTES : 4);
       const reads = [];
       for (let a = 0; a < span.bytes; a += READ_PIECE) {
@@ -466,7 +470,9 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
     const dtype = opts.quantize?.(info);
     return dtype ? [{ info, dtype }] : [];
   });
-  const onDisk = !Array.isArray(source) && source.headers.length > 0 && infos.every((t) => t.source instanceof FileSource);
+  // the cache is written beside files on disk: in Node (the browser build's FileSource reads mounted byte sources)
+  const inNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
+  const onDisk = inNode && !Array.isArray(source) && source.headers.length > 0 && infos.every((t) => t.source instanceof FileSource);
   const openCache = () => (quantized.length && onDisk && opts.quantCache !== false ? openQuantCache(source as Checkpoint, quantized, opts.quantCache || {}) : Promise.resolve(null));
   const cache = await openCache();
   try {
@@ -506,7 +512,7 @@ export function formatLoadBreakdown(p: UploadProgress): string {
   return (
     `loaded ${(p.bytesDone / 1e9).toFixed(2)} GB in ${s(p.seconds)} (${(p.bytesPerSecond / 1e9).toFixed(3)} GB/s): ` +
     `reading ${s(b.readSeconds)}, waiting for GPU copies ${s(b.copyWaitSeconds)}, ${quant}allocating ${s(b.allocSeconds)}, host conversion ${s(b.hostSeconds)}, other ${s(other)}; ` +
-    `overlapped with them, the GPU copying ${s(b.copySeconds)} (${pct(b.copySeconds)} of the wall time); ` +
+    `overlapped with them, the GPU copying ${s(b.copySeconds)} (${pct(b.copySeconds)} of the wall time, ${b.copySeconds > 0 ? (p.bytesDone / 1e9 / b.copySeconds).toFixed(3) : '0'} GB/s while copying); ` +
     `${b.copies} copies (${b.partialCopies} partial) through 2 x ${(b.stagingBytes / 2 ** 20).toFixed(0)} MiB staging, ${(b.directBytes / 1e9).toFixed(2)} GB read with O_DIRECT${faults}${cache}`
   );
 }
