@@ -7,10 +7,12 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel } from './src/index.js';
+import { ChatSession, formatStats, getDevice, InputError, loadModel, resolveSampling, type LoadedModel, type LoadModelOptions } from './src/index.js';
 import { GpuError } from './src/gpu/recorder.js';
+import { runWithDawnWarningsFiltered, stderrIsTty } from './src/gpu/native-stderr.js';
 import { checkPixelBudget, MAX_TILES } from './src/preprocess/image.js';
-import { probeImage } from './src/preprocess/image-file.js';
+import { decodeImage } from './src/preprocess/decode.js';
+import { readImageFile } from './src/preprocess/image-file.js';
 import { frameIndices, probeVideo } from './src/preprocess/video.js';
 import { IMG_CONTEXT } from './src/text/template.js';
 import { ConfigError, loadConfig, type ModelConfig } from './src/weights/config.js';
@@ -50,6 +52,8 @@ Model
                            max_dynamic_patch, 12 for the real model)
   --dtype bf16|q8|q4       LLM weights as stored (bf16, default) or quantized while loading
                            (q8: about half the memory, q4: about a third; docs/quantization.md)
+  --quant-cache DIR|off    where the quantized copy made by the first q8/q4 load is kept (default
+                           DIR/.pvc-cache beside the checkpoint, else ~/.cache/pvc-webgpu); off: none
   --verbose                print where the load's time went (reading, GPU copies, page faults)
 
 Generation (Hugging Face semantics; greedy unless --temperature > 0)
@@ -103,6 +107,7 @@ export function parse(argv: string[]) {
         demo: { type: 'boolean' },
         'max-tiles': { type: 'string' },
         dtype: { type: 'string' },
+        'quant-cache': { type: 'string' },
         verbose: { type: 'boolean' },
         'max-new-tokens': { type: 'string' },
         temperature: { type: 'string' },
@@ -142,6 +147,7 @@ export function parse(argv: string[]) {
     demo: values.demo ?? false,
     maxTiles: int('max-tiles', 1),
     dtype: values.dtype ?? 'bf16',
+    quantCache: values['quant-cache'] === 'off' ? (false as const) : values['quant-cache'] === undefined ? undefined : { dir: values['quant-cache'] },
     verbose: values.verbose ?? false,
     maxNewTokens: int('max-new-tokens', 1),
     sampling: { temperature: num('temperature'), topP: num('top-p'), topK: int('top-k', 0), repetitionPenalty: num('repetition-penalty'), seed: int('seed', 0) },
@@ -183,10 +189,18 @@ function checkText(text: string, what: string): void {
 /** Checks that every input is there and readable, and every flag fits it, before minutes of weight loading. */
 export async function checkInputs(args: Args): Promise<void> {
   for (const p of args.images) {
+    let bytes;
     try {
-      await probeImage(p); // a regular file of a bounded size, whose header decodes to a bounded size
+      bytes = await readImageFile(p); // a regular file of a bounded size, whose header decodes to a bounded size
     } catch (e) {
       throw new UsageError(`cannot read image ${p}: ${why(e)}`);
+    }
+    try {
+      // only decoding finds a body cut short or corrupt: done here, before minutes of loading; the
+      // turn decodes it again (milliseconds)
+      await decodeImage(bytes);
+    } catch (e) {
+      throw new UsageError(`cannot decode image ${p}: ${why(e)}`);
     }
   }
   if (args.video) {
@@ -251,7 +265,7 @@ export async function readPromptFile(path: string): Promise<string> {
 
 /** A progress line on stderr: a bar with bytes and GB/s on a terminal, one summary line otherwise. */
 function progress(label: string) {
-  const tty = process.stderr.isTTY;
+  const tty = stderrIsTty();
   let last = 0;
   return (done: number, total: number, bytesPerSecond: number): void => {
     const now = performance.now();
@@ -411,7 +425,7 @@ function usable(m: LoadedModel): boolean {
  * while reading the checkpoint are the directory's (exit 2), except GPU errors and JavaScript's own
  * error types, which point at a bug.
  */
-async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', verbose: boolean): Promise<LoadedModel> {
+async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', quantCache: LoadModelOptions['quantCache'], verbose: boolean): Promise<LoadedModel> {
   const gpu = await getDevice();
   const bar = progress('loading weights');
   let last: UploadProgress | undefined;
@@ -419,6 +433,7 @@ async function load(dir: string, dtype: 'bf16' | 'q8' | 'q4', verbose: boolean):
     const m = await loadModel(dir, {
       gpu,
       dtype,
+      quantCache,
       onProgress: (p) => {
         last = p;
         bar(p.bytesDone, p.bytesTotal, p.bytesPerSecond);
@@ -446,7 +461,7 @@ async function main(): Promise<number> {
   await checkInputs(args);
   const dir = await modelDir(args);
   checkAgainstConfig(args, await loadConfig(dir));
-  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4', args.verbose);
+  const m = await load(dir, args.dtype as 'bf16' | 'q8' | 'q4', args.quantCache, args.verbose);
   const session = new ChatSession(m.model, m.tokenizer, { systemMessage: args.system, stopIds: m.stopIds });
   try {
     if (args.interactive) await interactive(m, session, args, given);
@@ -468,6 +483,8 @@ function exitStatus(e: unknown): number {
 
 // Run as a program; imported (by the tests), only the functions above.
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const relaunched = await runWithDawnWarningsFiltered();
+  if (relaunched !== null) process.exit(relaunched);
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
     stdoutGone.abort();

@@ -5,6 +5,7 @@
 
 import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runWithDawnWarningsFiltered } from '../src/gpu/native-stderr.js';
 import { loadModel } from '../src/index.js';
 import { createServer } from '../src/server/app.js';
 import { isCompleteCheckpoint } from '../src/weights/download.js';
@@ -98,6 +99,9 @@ if (args.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
+
+const relaunched = await runWithDawnWarningsFiltered();
+if (relaunched !== null) process.exit(relaunched);
 
 const dir = resolve(args.model!);
 const server = createServer({

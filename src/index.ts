@@ -65,5 +65,6 @@ export { buildPrompt, multiImagePrefix, videoPrefix, type ChatTurn } from './tex
 export { loadImage, type TileOptions } from './preprocess/image.js';
 export { loadVideo, type VideoOptions } from './preprocess/video.js';
 export { loadConfig, type ModelConfig } from './weights/config.js';
+export { type QuantCacheOptions } from './weights/quant-cache.js';
 export { getDevice, type Gpu } from './gpu/index.js';
 export { BudgetError, checkTurn, checkLoadMemory, kvCacheBytes, largestActivations, weightBytes, type Limits, type TurnShape } from './budget.js';

@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkAgainstConfig, checkInputs, parse, readPromptFile, UsageError } from '../run.js';
@@ -188,6 +188,11 @@ describe('--prompt-file', () => {
     expect(fromFile.code, fromFile.stderr).toBe(0);
     expect(fromFile.stdout).toBe(direct.stdout);
     expect(stats(fromFile.stderr)[0].prompt).toBe(stats(direct.stderr)[0].prompt);
+    // Dawn's two native adapter warnings (src/gpu/native-stderr.ts) are filtered out; the program's own lines stay
+    for (const r of [direct, fromFile]) {
+      expect(r.stderr).not.toMatch(/artificially reduced/);
+      expect(r.stderr).toMatch(LOADING);
+    }
   }, 180_000);
 
   it('- reads stdin, whole: a prompt longer than one command-line argument may be (128 KiB)', async () => {
@@ -220,9 +225,16 @@ describe('--prompt-file', () => {
 });
 
 describe('inputs and flags are checked before the weights load (exit 2, one message)', () => {
+  // the example image's first third: its header (and size) is intact, its scan data ends early
+  const CUT_JPEG = join(tmp, 'cut.jpg');
+  beforeAll(() => {
+    const whole = readFileSync(IMAGE);
+    writeFileSync(CUT_JPEG, whole.subarray(0, Math.floor(whole.length / 3)));
+  });
   for (const [what, args, re] of [
     ['--start past the end of the video', ['--video', VIDEO, '--start', '500', '--end', '600'], /--start 500 --end 600 is outside .*example_video\.mp4 \(\d+ frames, [\d.]+ s\)/],
     ['<IMG_CONTEXT> in the question', ['--image', IMAGE, '--prompt', 'is <IMG_CONTEXT> here?'], /the question contains <IMG_CONTEXT>/],
+    ['a JPEG cut after a valid header', ['--image', CUT_JPEG], /cannot decode image .*cut\.jpg: /],
   ] as const) {
     it(`${what} (run.ts)`, async () => {
       const r = await run(['--model', model, ...args]);

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32, type Gpu, type Tensor } from '../src/gpu/index.js';
 import { Checkpoint, DTYPE_BYTES, SafetensorsError, parseHeader, readTensor, readTensorBytes, readTensorF32, type SafetensorsDType, type SafetensorsHeader } from '../src/weights/safetensors.js';
-import { MemorySource, type ByteSource, type SourceDirectory } from '../src/weights/source.js';
-import { formatLoadBreakdown, isVectorLike, planPieces, uploadTensors, type UploadProgress } from '../src/weights/upload.js';
+import { DIRECT_ALIGN, MemorySource, type ByteSource, type SourceDirectory } from '../src/weights/source.js';
+import { directSpan, formatLoadBreakdown, isVectorLike, planPieces, uploadTensors, type UploadProgress } from '../src/weights/upload.js';
 import { freshSeed, rng, testGpu } from './util.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'st-test-'));
@@ -130,12 +130,48 @@ describe(`reading files from an independent writer (seed ${seed})`, () => {
   });
 });
 
+/** A source whose only reads are readDirect's, refusing what O_DIRECT refuses (unaligned position, length or memory); widened vectors use read. */
+function strictDirect(source: ByteSource): ByteSource {
+  return {
+    name: source.name,
+    size: source.size,
+    read: (into, at) => source.read(into, at),
+    readDirect: async (into, at) => {
+      if (at % DIRECT_ALIGN || into.length % DIRECT_ALIGN || into.byteOffset % DIRECT_ALIGN) throw new Error(`EINVAL: unaligned direct read of ${into.length} bytes at ${at} into offset ${into.byteOffset}`);
+      return source.read(into, at);
+    },
+  };
+}
+
 describe('GPU upload', () => {
+  it('plans O_DIRECT reads: whole aligned blocks at an aligned staging offset, rows placed at the copy alignment within the slack', () => {
+    const rand = rng(freshSeed());
+    for (let i = 0; i < 2000; i++) {
+      const free = Math.floor(rand() * 1e6);
+      const position = Math.floor(rand() * 1e7);
+      const length = 1 + Math.floor(rand() * 3e5);
+      const align = rand() < 0.5 ? 16 : 4;
+      const s = directSpan(free, position, length, align);
+      expect([s.start % DIRECT_ALIGN, s.position % DIRECT_ALIGN, s.bytes % DIRECT_ALIGN, s.at % align]).toEqual([0, 0, 0, 0]);
+      expect(s.start).toBeGreaterThanOrEqual(free);
+      expect(s.position + s.skip).toBe(position);
+      expect(s.skip + length).toBeLessThanOrEqual(s.bytes);
+      expect(s.at).toBeGreaterThanOrEqual(s.start);
+      expect(s.at).toBeLessThanOrEqual(s.start + s.skip);
+      expect(s.start + s.skip - s.at).toBeLessThan(align);
+      // the read and the moved rows both end within the piece's bytes plus the staging slack (3 blocks)
+      expect(Math.max(s.start + s.bytes, s.at + length)).toBeLessThanOrEqual(free + length + 3 * DIRECT_ALIGN);
+    }
+  });
+
   const configs = [
     // 256-byte bindings split 'bf16.w' (22-byte rows), 'bf16.big' and 'bf16.tex' into many parts, each copied whole from one staging buffer
-    { what: 'split into many parts, each part one whole copy', gpu: { maxStorageBufferBindingSize: 256 }, upload: {}, partial: false },
+    // every piece read with O_DIRECT from the file (/tmp), the last ones running into the end of the file
+    { what: 'split into many parts, each part one whole copy', gpu: { maxStorageBufferBindingSize: 256 }, upload: { directReadBytes: 0 }, partial: false },
     // whole tensors in one part, staging smaller than them: copied in pieces through two reused (dirty) staging buffers
     { what: 'one part each, through staging smaller than a part', gpu: {}, upload: { stagingBytes: 24 }, partial: true },
+    // O_DIRECT-style reads only (whole aligned blocks into aligned memory, else an error), then rows moved to the copy's alignment
+    { what: 'aligned direct reads only, rows moved to the copy alignment', gpu: { maxStorageBufferBindingSize: 256 }, upload: { directReadBytes: 0 }, partial: false, direct: true },
   ];
   for (const config of configs) {
     it(`streams every tensor bit-exact, widening float vectors to f32: ${config.what}`, async () => {
@@ -144,7 +180,9 @@ describe('GPU upload', () => {
       const ckpt = await Checkpoint.open(join(tmp, 'sharded'));
       const names = ['bf16.w', 'bf16.big', 'bf16.vec', 'bf16.cls', 'f16.w', 'f16.vec', 'f32.w', 'f32.scalar', 'i32.x', 'bf16.tex'];
       const progress: UploadProgress[] = [];
-      const tensors = await uploadTensors(gpu, names.map((n) => ckpt.get(n)), { ...config.upload, onProgress: (p) => progress.push(p) });
+      const infos = names.map((n) => ckpt.get(n)).map((t) => ('direct' in config ? { ...t, source: strictDirect(t.source) } : t));
+      if ('direct' in config) expect(new Set(infos.map((t) => t.offset % 16)).size).toBeGreaterThan(1); // some rows must be moved
+      const tensors = await uploadTensors(gpu, infos, { ...config.upload, onProgress: (p) => progress.push(p) });
       if (!config.partial) expect(tensors.get('bf16.big')!.parts.length).toBeGreaterThan(10);
       // K % 8 == 0: stored as texels on the software kernels (rows padded to 256 bytes in staging)
       expect(tensors.get('bf16.tex')!.texels).toBe(gpu.texelWeights);
@@ -170,9 +208,13 @@ describe('GPU upload', () => {
       expect(progress.every((p, i) => p.bytesTotal === total && (i === 0 || p.bytesDone > progress[i - 1].bytesDone))).toBe(true);
       // whole-part copies (no lazy clear of the target) unless a part is larger than the staging buffer
       const parts = names.reduce((n, name) => n + tensors.get(name)!.parts.length, 0);
+      const widened = names.filter((n) => isVectorLike(ckpt.get(n)) && ckpt.get(n).dtype !== 'F32').reduce((b, n) => b + ckpt.get(n).byteLength, 0);
+      if ('direct' in config) expect(last.breakdown.directBytes).toBe(total - widened);
       if (config.partial) expect(last.breakdown.partialCopies).toBeGreaterThan(0);
       else expect([last.breakdown.copies, last.breakdown.partialCopies]).toEqual([parts, 0]);
-      expect(formatLoadBreakdown(last)).toMatch(/^loaded 0\.00 GB in [\d.]+ s \([\d.]+ GB\/s\): reading [\d.]+ s, waiting for GPU copies [\d.]+ s, .* copies \(\d+ partial\)/);
+      expect(formatLoadBreakdown(last)).toMatch(/^loaded 0\.00 GB in [\d.]+ s \([\d.]+ GB\/s\): reading [\d.]+ s, waiting for GPU copies [\d.]+ s, .*; overlapped with them, the GPU copying [\d.]+ s \(\d+% of the wall time, [\d.]+ GB\/s while copying\); \d+ copies \(\d+ partial\)/);
+      expect(last.breakdown.copySeconds).toBeGreaterThan(0);
+      expect(last.breakdown.copySeconds).toBeLessThanOrEqual(last.seconds);
     });
   }
 

@@ -22,7 +22,7 @@ export type ToWorker =
   | { type: 'reset' };
 
 /** What went wrong, so the page can offer the right way out. */
-export type ErrorKind = 'no-webgpu' | 'limits' | 'device-lost' | 'out-of-memory' | 'input' | 'quota' | 'model' | 'internal';
+export type ErrorKind = 'no-webgpu' | 'limits' | 'device-lost' | 'out-of-memory' | 'input' | 'quota' | 'download' | 'model' | 'internal';
 
 export type FromWorker =
   | { type: 'progress'; phase: 'download' | 'load'; done: number; total: number; bytesPerSecond: number; file?: string }

@@ -4,11 +4,12 @@
 //   src/gpu/kernels.ts         -> src/browser/kernels.ts  (WGSL bundled as text)
 //   src/preprocess/decode.ts   -> src/browser/decode.ts   (createImageBitmap)
 //   src/preprocess/video.ts    -> src/browser/video.ts    (mp4box.js + WebCodecs)
+//   src/weights/quant-cache.ts -> src/browser/quant-cache.ts (a file cache on disk: Node only)
 //   node:fs/promises           -> src/browser/fs.ts       (byte sources mounted at virtual paths)
 // (The browser builds live in their own folder: Vite's dependency scan caches a specifier's
 // resolution per importing folder, so './decode.js' must not mean both files in one folder.)
 //   node:path                  -> pathe
-//   webgpu, sharp, node:child_process -> src/browser/unavailable.ts (never called in a browser)
+//   webgpu, sharp, node:child_process, node:os, node:crypto -> src/browser/unavailable.ts (never called in a browser)
 
 import { fileURLToPath } from 'node:url';
 import { defineConfig, type Plugin } from 'vite';
@@ -21,6 +22,7 @@ function browserBuilds(): Plugin {
     [src('gpu/kernels.ts'), src('browser/kernels.ts')],
     [src('preprocess/decode.ts'), src('browser/decode.ts')],
     [src('preprocess/video.ts'), src('browser/video.ts')],
+    [src('weights/quant-cache.ts'), src('browser/quant-cache.ts')],
   ]);
   return {
     name: 'pvc-browser-builds',
@@ -38,6 +40,8 @@ const alias = {
   'node:fs/promises': src('browser/fs.ts'),
   'node:path': 'pathe',
   'node:child_process': src('browser/unavailable.ts'),
+  'node:os': src('browser/unavailable.ts'),
+  'node:crypto': src('browser/unavailable.ts'),
   webgpu: src('browser/unavailable.ts'),
   sharp: src('browser/unavailable.ts'),
 };

@@ -1,15 +1,16 @@
 // The engine's Web Worker: loads a checkpoint (local folder, HTTP folder, or hub download cached in
 // the OPFS) through byte sources mounted at /model, and runs chat turns, streaming tokens to the page.
 
-import { ChatSession, formatStats, InputError, loadModel, type LoadedModel } from '../src/index.js';
+import { BudgetError, ChatSession, formatStats, InputError, loadConfig, loadModel, weightBytes, type LoadedModel } from '../src/index.js';
 import { mount, unmount } from '../src/browser/fs.js';
-import { ensureHubModel, QuotaError } from '../src/browser/download.js';
+import { DownloadError, ensureHubModel, formatSize, QuotaError, type HubProgress } from '../src/browser/download.js';
+import { describeShortfalls, kernelShortfalls, modelShortfalls, type AdapterLimits } from '../src/browser/limits.js';
 import { BlobSource, HttpSource } from '../src/browser/source.js';
+import { Checkpoint } from '../src/weights/safetensors.js';
 import type { ErrorKind, FromWorker, ModelSource, ToWorker } from './protocol.js';
 
 const MODEL_DIR = '/model';
-/** what the kernels ask of an adapter (workgroups of 256 invocations; attention tiles in 16 KiB of workgroup memory) */
-const REQUIRED_LIMITS = { maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupStorageSize: 16384, maxStorageBuffersPerShaderStage: 6 };
+type Dtype = Extract<ToWorker, { type: 'load' }>['dtype'];
 
 const post = (m: FromWorker) => (self as unknown as Worker).postMessage(m);
 
@@ -28,18 +29,31 @@ let session: ChatSession | null = null;
 let abort: AbortController | null = null;
 let inputCount = 0;
 
-async function checkAdapter(): Promise<void> {
+/** GPU memory the loaded (or loading) model's weights take, for the out-of-memory message. */
+let weightNeed: { dtype: string; bytes: number; q4: number } | null = null;
+
+/** The adapter's limits (an error for no WebGPU or limits no kernel can run with). */
+async function checkAdapter(): Promise<AdapterLimits> {
   if (!navigator.gpu) throw new PageError('no-webgpu', 'This browser has no WebGPU (navigator.gpu is missing). Use a current Chrome, Edge or Safari, or Firefox with WebGPU enabled.');
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new PageError('no-webgpu', 'WebGPU is present but no adapter is available (the GPU is blocklisted or WebGPU is disabled). In Chrome, check chrome://gpu; on Linux, start it with --enable-unsafe-webgpu.');
-  const short = Object.entries(REQUIRED_LIMITS).filter(([k, v]) => (adapter.limits as unknown as Record<string, number>)[k] < v);
-  if (short.length) {
-    throw new PageError('limits', `This GPU's limits are too small for the engine: ${short.map(([k, v]) => `${k} is ${(adapter.limits as unknown as Record<string, number>)[k]}, needs ${v}`).join('; ')}.`);
-  }
+  const limits = adapter.limits as unknown as AdapterLimits;
+  const short = kernelShortfalls(limits);
+  if (short.length) throw new PageError('limits', `This GPU's limits are too small for the engine: ${describeShortfalls(short)}.`);
+  return limits;
 }
 
-/** Mounts the checkpoint's files at /model; returns bytes fetched from a hub. */
-async function mountModel(source: ModelSource): Promise<{ name: string; downloaded: number }> {
+/** Refuses a checkpoint the adapter cannot hold (from its config and tensor headers, before any upload). */
+async function checkModelFits(limits: AdapterLimits, dtype: Dtype): Promise<void> {
+  const config = await loadConfig(MODEL_DIR);
+  const tensors = [...(await Checkpoint.open(MODEL_DIR)).tensors.values()];
+  weightNeed = { dtype, bytes: weightBytes(tensors, dtype), q4: weightBytes(tensors, 'q4') };
+  const short = modelShortfalls(config, tensors, dtype, limits);
+  if (short.length) throw new PageError('limits', `This GPU's limits are too small for this model at ${dtype}: ${describeShortfalls(short)}.`);
+}
+
+/** Mounts the checkpoint's files at /model, checked against the adapter's limits (a hub's before downloading); returns bytes fetched from a hub. */
+async function mountModel(source: ModelSource, limits: AdapterLimits, dtype: Dtype): Promise<{ name: string; downloaded: number }> {
   unmount(MODEL_DIR);
   if (source.kind === 'folder') {
     if (!source.files.length) throw new PageError('model', 'the chosen folder is empty');
@@ -66,18 +80,29 @@ async function mountModel(source: ModelSource): Promise<{ name: string; download
     );
     return { name: base, downloaded: 0 };
   }
-  const { files, commit, downloaded } = await ensureHubModel(source, (p) => post({ type: 'progress', phase: 'download', done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond, file: p.file }));
+  const progress = (p: HubProgress) => post({ type: 'progress', phase: 'download', done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond, file: p.file });
+  // the remote checkpoint's config and tensor headers (Range requests) before gigabytes are fetched
+  const { files, commit, downloaded } = await ensureHubModel(source, progress, undefined, async (urls, headers) => {
+    try {
+      for (const [name, url] of urls) if (/\.(json|safetensors)$/.test(name)) mount(`${MODEL_DIR}/${name}`, await HttpSource.open(url, headers));
+      await checkModelFits(limits, dtype);
+    } finally {
+      unmount(MODEL_DIR);
+    }
+  });
   for (const [name, file] of files) mount(`${MODEL_DIR}/${name}`, new BlobSource(name, file));
   return { name: `${source.repo}@${commit.slice(0, 10)}`, downloaded };
 }
 
-async function load(source: ModelSource, dtype: 'bf16' | 'q8' | 'q4'): Promise<void> {
+async function load(source: ModelSource, dtype: Dtype): Promise<void> {
   session?.dispose();
   session = null;
   loaded?.dispose();
   loaded = null;
-  await checkAdapter();
-  const { name, downloaded } = await mountModel(source);
+  weightNeed = null;
+  const limits = await checkAdapter();
+  const { name, downloaded } = await mountModel(source, limits, dtype);
+  await checkModelFits(limits, dtype);
   const start = performance.now();
   let bytes = 0;
   loaded = await loadModel(MODEL_DIR, {
@@ -90,7 +115,8 @@ async function load(source: ModelSource, dtype: 'bf16' | 'q8' | 'q4'): Promise<v
   session = new ChatSession(loaded.model, loaded.tokenizer, { stopIds: loaded.stopIds });
   const device = loaded.gpu.device;
   void device.lost.then((info) => {
-    if (info.reason !== 'destroyed') post({ type: 'error', kind: 'device-lost', message: `The GPU device was lost (${info.message || info.reason}). Reload the model to continue.` });
+    // a device this worker destroyed itself (a new load, or a page closing) is no longer `loaded`'s
+    if (loaded?.gpu.device === device) post({ type: 'error', kind: 'device-lost', message: `The GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}). Reload the model to continue.` });
   });
   post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded });
 }
@@ -135,8 +161,15 @@ function classify(e: unknown): { kind: ErrorKind; message: string } {
   const message = e instanceof Error ? e.message : String(e);
   if (e instanceof InputError) return { kind: 'input', message };
   if (e instanceof QuotaError) return { kind: 'quota', message };
+  if (e instanceof DownloadError) return { kind: 'download', message };
   if (loaded?.gpu.lost || /device was lost|device is lost/i.test(message)) return { kind: 'device-lost', message: `${message}. Reload the model to continue.` };
-  if (e instanceof RangeError || /out of memory|allocation failed|allocating \d+ bytes failed/i.test(message)) return { kind: 'out-of-memory', message: `Out of memory: ${message}. Try a smaller model (q4), fewer tiles or frames, or close other GPU-heavy tabs.` };
+  // the memory budget's refusals (src/budget.ts): a binding, the memory, or the context
+  if (e instanceof BudgetError && / in one binding, /.test(message)) return { kind: 'limits', message: `This GPU's limits are too small for this request: ${message}` };
+  if (e instanceof BudgetError && !/^not enough memory/.test(message)) return { kind: 'input', message };
+  if (e instanceof BudgetError || e instanceof RangeError || /out[- ]of[- ]memory|allocation failed|allocating \d+ bytes failed/i.test(message)) {
+    const need = weightNeed ? ` The ${weightNeed.dtype} weights need ${formatSize(weightNeed.bytes)} of GPU memory${weightNeed.dtype === 'q4' ? '' : ` (q4: ${formatSize(weightNeed.q4)})`}.` : '';
+    return { kind: 'out-of-memory', message: `Out of GPU memory: ${message}.${need} Try q4, fewer tiles or frames, or close other GPU-heavy tabs.` };
+  }
   if (/storage binding limit|limit of \d+/i.test(message)) return { kind: 'limits', message: `This GPU's limits are too small for this request: ${message}` };
   if (/config\.json|safetensors|tokenizer|checkpoint|ENOENT|Range request|Content-Length/i.test(message)) return { kind: 'model', message };
   return { kind: 'internal', message };

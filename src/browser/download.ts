@@ -46,10 +46,16 @@ export class QuotaError extends Error {
   override name = 'QuotaError';
 }
 
+/** A transfer that stopped or arrived corrupted: trying again resumes (or restarts) it. */
+export class DownloadError extends Error {
+  override name = 'DownloadError';
+}
+
 /** Files a checkpoint needs besides its shards, then the optional ones (as the Node downloader). */
 const NEEDED = /^(config\.json|tokenizer\.model|tokenizer_config\.json|generation_config\.json|special_tokens_map\.json|added_tokens\.json|model\.safetensors\.index\.json|[^/]*\.safetensors)$/;
 const CHUNK = 8 << 20;
-const GB = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+/** sizes as people read them (a tiny checkpoint's megabytes are not "0.02 GB") */
+export const formatSize = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`);
 
 async function hubFetch(hub: HubModel, url: string, what: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
   const h = { ...headers, ...(hub.token ? { Authorization: `Bearer ${hub.token}` } : {}) };
@@ -103,7 +109,13 @@ function newHasher(f: RemoteFile) {
  * Makes sure the OPFS holds the checkpoint (downloading what is missing) and returns its files by
  * relative path, ready to mount. `onProgress` gets bytes over all files (cached ones count as done).
  */
-export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress) => void, signal?: AbortSignal): Promise<{ commit: string; files: Map<string, File>; downloaded: number }> {
+export async function ensureHubModel(
+  hub: HubModel,
+  onProgress?: (p: HubProgress) => void,
+  signal?: AbortSignal,
+  /** runs before anything is fetched when files are missing, with every file's URL and the request headers (a check of the remote checkpoint's headers) */
+  beforeDownload?: (urls: Map<string, string>, headers: Record<string, string>) => Promise<void>,
+): Promise<{ commit: string; files: Map<string, File>; downloaded: number }> {
   const { commit, files } = await listFiles(hub, signal);
   const root = await navigator.storage.getDirectory();
   const dir = await (await (await root.getDirectoryHandle('hub', { create: true })).getDirectoryHandle(hub.repo.replace(/\//g, '--'), { create: true })).getDirectoryHandle(commit, { create: true });
@@ -115,9 +127,11 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
     if (done?.size === f.size) have.set(f.path, done);
     else missing += f.size - ((await fileIfPresent(dir, `${f.path}.incomplete`))?.size ?? 0);
   }
+  const url = (f: RemoteFile) => `${hub.endpoint}/${hub.repo}/resolve/${commit}/${f.path}`;
+  if (missing > 0) await beforeDownload?.(new Map(files.map((f) => [f.path, url(f)])), hub.token ? { Authorization: `Bearer ${hub.token}` } : {});
   const { quota = 0, usage = 0 } = await navigator.storage.estimate();
   if (missing > quota - usage) {
-    throw new QuotaError(`the model needs ${GB(missing)} more of browser storage but only ${GB(quota - usage)} is free (quota ${GB(quota)}, used ${GB(usage)}): free disk space, or use a local folder instead`);
+    throw new QuotaError(`the model needs ${formatSize(missing)} more of browser storage but only ${formatSize(quota - usage)} is free (quota ${formatSize(quota)}, used ${formatSize(usage)}): free disk space, or use a local folder instead`);
   }
   await navigator.storage.persist?.();
   let done = total - missing;
@@ -129,6 +143,7 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
     const partHandle = (await dir.getFileHandle(`${f.path}.incomplete`, { create: true })) as WorkerFileHandle;
     const access = await partHandle.createSyncAccessHandle();
     let hasher = newHasher(f);
+    let mismatch = '';
     try {
       let at = access.getSize();
       if (at > f.size) access.truncate((at = 0));
@@ -139,7 +154,7 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
         hasher.update(buf.subarray(0, n));
       }
       if (at < f.size) {
-        const res = await hubFetch(hub, `${hub.endpoint}/${hub.repo}/resolve/${commit}/${f.path}`, f.path, at > 0 ? { Range: `bytes=${at}-` } : {}, signal);
+        const res = await hubFetch(hub, url(f), f.path, at > 0 ? { Range: `bytes=${at}-` } : {}, signal);
         if (at > 0 && res.status !== 206) {
           // the server ignored the Range: the whole file comes again
           done -= at;
@@ -148,13 +163,21 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
         }
         const reader = res.body!.getReader();
         for (;;) {
-          const { done: end, value } = await reader.read();
+          let chunk: ReadableStreamReadResult<Uint8Array>;
+          try {
+            chunk = await reader.read();
+          } catch (e) {
+            if (signal?.aborted) throw e;
+            access.flush(); // the bytes so far stay in NAME.incomplete for the next try
+            throw new DownloadError(`the download of ${f.path} was interrupted at ${formatSize(at)} of ${formatSize(f.size)} (${(e as Error).message}); try again to resume it`);
+          }
+          const { done: end, value } = chunk;
           if (end) break;
           if (at + value.length > f.size) throw new Error(`${f.path}: the hub sent more than its ${f.size} bytes`);
           try {
             access.write(value, { at });
           } catch (e) {
-            throw (e as Error).name === 'QuotaExceededError' ? new QuotaError(`browser storage ran out while writing ${f.path} (${GB(missing)} were needed)`) : e;
+            throw (e as Error).name === 'QuotaExceededError' ? new QuotaError(`browser storage ran out while writing ${f.path} (${formatSize(missing)} were needed)`) : e;
           }
           hasher.update(value);
           at += value.length;
@@ -164,15 +187,16 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
         }
       }
       access.flush();
-      if (at !== f.size) throw new Error(`${f.path}: the download stopped at ${at} of ${f.size} bytes; try again to resume`);
+      if (at !== f.size) throw new DownloadError(`the download of ${f.path} stopped at ${at} of ${f.size} bytes; try again to resume it`);
       const digest = bytesToHex(hasher.digest());
       const want = f.sha256 ?? f.gitOid;
-      if (want && digest !== want) {
-        access.truncate(0);
-        throw new Error(`${f.path}: integrity check failed (hash ${digest}, the hub says ${want}); the bad copy was deleted, try again`);
-      }
+      if (want && digest !== want) mismatch = `${f.path}: integrity check failed (hash ${digest}, the hub says ${want}); the bad copy was deleted, try again`;
     } finally {
       access.close();
+    }
+    if (mismatch) {
+      await dir.removeEntry(`${f.path}.incomplete`);
+      throw new DownloadError(mismatch);
     }
     await partHandle.move(f.path);
     have.set(f.path, await (await dir.getFileHandle(f.path)).getFile());

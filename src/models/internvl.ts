@@ -12,6 +12,7 @@ import { Tokenizer } from '../text/tokenizer.js';
 import { loadConfig, type LlmConfig, type ModelConfig } from '../weights/config.js';
 import { Checkpoint, type TensorInfo } from '../weights/safetensors.js';
 import { quantizeRule, type QuantDType } from '../weights/quantize.js';
+import type { QuantCacheOptions } from '../weights/quant-cache.js';
 import { isVectorLike, uploadTensors, type UploadProgress } from '../weights/upload.js';
 import { InternLM2, type KvCache } from './internlm2.js';
 import { InternViT, type Tap } from './internvit.js';
@@ -32,6 +33,8 @@ export interface Collector {
   tap?(rec: Recorder, name: string, t: Tensor): void;
   /** the vision part's wall time from the prefill call (pixel uploads included); asking for it waits for the vision steps */
   visionMs?(ms: number): void;
+  /** run each vision step profiled (every dispatch in its own timestamped pass): the Recorder the taps get holds the times in `profile` once its step is done */
+  profileVision?: boolean;
 }
 
 /** Positions per LLM step of a prefill: its activations stay under prefillStepBytes(llm, PREFILL_CHUNK), 153 MB on the 8B model. */
@@ -55,6 +58,8 @@ export interface LoadOptions {
   switches?: Partial<PvcSwitches>;
   /** LLM weights as in the checkpoint (bf16, default) or quantized at load (docs/quantization.md) */
   dtype?: 'bf16' | QuantDType;
+  /** the quantized copy of the checkpoint used when dtype is q8/q4 (src/weights/quant-cache.ts): its folder, or false for none */
+  quantCache?: QuantCacheOptions | false;
   onProgress?: (p: UploadProgress) => void;
   /** the checkpoint's tokenizer when the caller has it already (read from the directory otherwise): the model takes its <IMG_CONTEXT> id */
   tokenizer?: Tokenizer;
@@ -86,7 +91,7 @@ export class InternVL {
     InternVL.build(gpu, config, switches, dry, tokens);
     dry.assertComplete();
     const widen = (t: TensorInfo) => isVectorLike(t) || t.name.endsWith('position_embedding');
-    const tensors = await uploadTensors(gpu, ckpt, { widen, quantize: quantizeRule(opts.dtype ?? 'bf16'), onProgress: opts.onProgress });
+    const tensors = await uploadTensors(gpu, ckpt, { widen, quantize: quantizeRule(opts.dtype ?? 'bf16'), quantCache: opts.quantCache, onProgress: opts.onProgress });
     return InternVL.build(gpu, config, switches, new WeightStore(tensors), tokens);
   }
 
@@ -198,6 +203,7 @@ export class InternVL {
             return r;
           });
         }),
+        collector?.profileVision,
       );
       if ((await Promise.all(flags)).some((f) => f.some((v) => v & NON_FINITE_BIT))) {
         for (const r of rows) r.release();

@@ -6,7 +6,6 @@
 import type { Gpu } from '../gpu/device.js';
 import { Tensor } from '../gpu/tensor.js';
 import { quantizeRows, quantRowBytes, type QuantDType } from './quantize.js';
-import { readExact, type TensorInfo } from './safetensors.js';
 
 export interface QuantizedAllocation {
   /** the weight, as matmul and embedding take it */
@@ -27,30 +26,5 @@ export async function allocQuantized(gpu: Gpu, dtype: QuantDType, shape: readonl
 export async function uploadQuantized(gpu: Gpu, dtype: QuantDType, shape: readonly [number, number], bits: Uint16Array, label = 'w'): Promise<Tensor> {
   const { tensor, storage } = await allocQuantized(gpu, dtype, shape, label);
   gpu.writeBytes(storage, quantizeRows(dtype, bits, shape[1]));
-  return tensor;
-}
-
-/**
- * Stream a bf16 [N, K] checkpoint tensor through the quantizer onto the GPU: whole rows at a time
- * through `chunk` (or one row when a row is larger), so host memory stays at one chunk plus its
- * quantized copy. `advance` is told the checkpoint bytes read after each block.
- */
-export async function uploadQuantizedTensor(gpu: Gpu, info: TensorInfo, dtype: QuantDType, chunk: Uint8Array, advance: (bytes: number) => Promise<void>): Promise<Tensor> {
-  if (info.dtype !== 'BF16' || info.shape.length !== 2) throw new Error(`${info.name}: only 2-D BF16 tensors are quantized (this one is ${info.dtype} [${info.shape.join(', ')}])`);
-  const [N, K] = info.shape;
-  const { tensor, storage, rowBytes } = await allocQuantized(gpu, dtype, [N, K], info.name);
-  const buf = chunk.length >= 2 * K ? chunk : new Uint8Array(2 * K);
-  const rowsPerBlock = Math.floor(buf.length / (2 * K));
-  try {
-    for (let r = 0; r < N; r += rowsPerBlock) {
-      const bytes = buf.subarray(0, Math.min(rowsPerBlock, N - r) * 2 * K);
-      await readExact(info.source, bytes, info.offset + r * 2 * K, `tensor '${info.name}'`);
-      gpu.writeBytes(storage, quantizeRows(dtype, new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2), K), r * rowBytes);
-      await advance(bytes.length);
-    }
-  } catch (e) {
-    tensor.release();
-    throw e;
-  }
   return tensor;
 }

@@ -9,34 +9,53 @@
 // - a write that covers part of a texture or buffer makes Dawn zero the whole resource first
 //   (lazy clear), one more pass over fresh memory. A copy that covers the whole part skips it.
 // Two reused staging buffers of up to 128 MiB bound the memory over the weights; tensors are read
-// in file order, several reads in flight.
+// in file order, several reads in flight, with O_DIRECT where the source offers it (source.ts:
+// no page-cache copy, so the reads take almost no CPU from lavapipe's copy thread).
+//
+// On lavapipe the copies are the floor: the weights' memory is fresh memfd pages, and each 4 KiB
+// page's first touch traps to the hypervisor in this VM, one at a time for the whole VM (two
+// threads or two processes touching fresh pages each get half the rate; MADV_POPULATE_WRITE of
+// the same pages runs ~10x faster, but lavapipe maps its memory and WebGPU cannot ask it to).
+// So the loader's job is to keep lavapipe's copy thread busy: the breakdown reports the time the
+// GPU spent copying beside the wall time.
 //
 // Dtypes as stored: BF16 -> bf16 (packed u32 pairs), F16 -> f16, F32 -> f32, I32 -> i32, U32 -> u32.
 // Widening rule: float tensors with at most one dimension larger than 1 (biases, norm weights,
 // layer scales, the class embedding) are uploaded as f32, because kernels take 1-D parameters
-// as f32. Callers can replace the rule with `widen`.
+// as f32. Callers can replace the rule with `widen`. Quantized tensors (`quantize`) go through the
+// same staging buffers, from the quantizer or from the quantized cache (quant-cache.ts).
 
 import type { Gpu } from '../gpu/device.js';
 import { BYTES_PER_ELEMENT, bf16BitsToF32, f16BitsToF32, type DType, type Tensor, type TensorPart } from '../gpu/tensor.js';
-import type { QuantDType } from './quantize.js';
-import { uploadQuantizedTensor } from './quantize-upload.js';
-import { SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
+import { quantizeRows, type QuantDType } from './quantize.js';
+import { allocQuantized } from './quantize-upload.js';
+import { QuantCacheError, openQuantCache, type QuantCacheOptions, type QuantCacheSession } from './quant-cache.js';
+import { DTYPE_BYTES, SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
+import { DIRECT_ALIGN, FileSource } from './source.js';
 
-/** Where a load's time went (wall-clock seconds that add up to `seconds`, and what was moved). */
+/** Where a load's time went: the main thread's waits (they add up to `seconds` with "other"), and the GPU's copying, which overlaps them. */
 export interface LoadBreakdown {
   /** waiting for the byte source (disk, page cache, network) */
   readSeconds: number;
   /** waiting for the GPU to finish copying out of a staging buffer before refilling it */
   copyWaitSeconds: number;
+  /** the GPU copying out of staging (from each batch's submit, or the previous batch's end, to its end): overlaps the reads */
+  copySeconds: number;
   /** allocating weight buffers and textures */
   allocSeconds: number;
-  /** widening 16-bit vectors to f32 and padding texel rows on the host */
+  /** widening 16-bit vectors to f32, padding texel rows, aligning O_DIRECT reads */
   hostSeconds: number;
+  /** quantizing on the host (tensors not found in the quantized cache) */
+  quantizeSeconds: number;
   /** bytes of the larger staging buffer (two are used) */
   stagingBytes: number;
   /** copy commands submitted, and how many covered only part of their target (those make Dawn zero the target first) */
   copies: number;
   partialCopies: number;
+  /** bytes read with O_DIRECT (source.ts readDirect) */
+  directBytes: number;
+  /** the quantized cache: what happened to it (quant-cache.ts), when quantizing */
+  quantCache?: string;
   /** page faults of this process during the load (Node only; undefined elsewhere) */
   minorFaults?: number;
   majorFaults?: number;
@@ -45,7 +64,7 @@ export interface LoadBreakdown {
 export interface UploadProgress {
   /** tensor being uploaded */
   tensor: string;
-  /** file bytes read so far and in total */
+  /** bytes read so far and in total (checkpoint bytes; the quantized cache's bytes for tensors read from it) */
   bytesDone: number;
   bytesTotal: number;
   seconds: number;
@@ -55,12 +74,16 @@ export interface UploadProgress {
 }
 
 export interface UploadOptions {
-  /** most bytes per staging buffer (default 128 MiB, at least two rows): less memory, but parts that do not fit are copied in pieces; for quantized tensors, bytes per host block (default 16 MiB) */
+  /** most bytes per staging buffer (default 128 MiB, at least two rows): less memory, but parts that do not fit are copied in pieces */
   stagingBytes?: number;
   /** which tensors to upload as f32; default: float tensors with at most one dim > 1 */
   widen?: (info: TensorInfo) => boolean;
   /** which tensors to quantize, and to what (src/weights/quantize.ts quantizeRule); default none */
   quantize?: (info: TensorInfo) => QuantDType | undefined;
+  /** the quantized copy of a checkpoint (quant-cache.ts): where, or false for none; used when `quantize` picks tensors of a Checkpoint on disk */
+  quantCache?: QuantCacheOptions | false;
+  /** pieces of at least this many bytes are read with O_DIRECT where the source offers it (default 1 MiB; Infinity: never) */
+  directReadBytes?: number;
   onProgress?: (p: UploadProgress) => void;
 }
 
@@ -69,10 +92,16 @@ const DEFAULT_STAGING = 128 << 20;
 const MIN_STAGING = 4 << 20;
 /** reads in flight per staging buffer are split at this size (page-cache copies and disk queues both run in parallel) */
 const READ_PIECE = 16 << 20;
-/** host rows per block for quantized tensors */
+/** checkpoint bytes per host block when quantizing */
 const QUANT_CHUNK = 16 << 20;
 /** copyBufferToTexture wants 256-byte row pitches; staging regions start on the same boundary */
 const PITCH = 256;
+/** texel copies start at multiples of one rgba32uint texel */
+const TEXEL_BYTES = 16;
+/** default directReadBytes: small pieces go through the page cache (cheap, and cached for the next load) */
+const DIRECT_MIN = 1 << 20;
+/** room a piece may need beyond its rows: an O_DIRECT read rounds its start and end out to whole blocks */
+const STAGING_SLACK = 3 * DIRECT_ALIGN;
 
 const FLOAT_DTYPES = new Set(['BF16', 'F16', 'F32']);
 const STORED: Partial<Record<string, DType>> = { BF16: 'bf16', F16: 'f16', F32: 'f32', I32: 'i32', U32: 'u32' };
@@ -141,13 +170,25 @@ interface Slot {
   copies: Array<{ piece: Piece; offset: number }>;
 }
 
+/** Rows of one tensor as the GPU stores them, and how a piece of them gets into staging. */
+interface RowSource {
+  /** the weight as returned, and the storage its rows are copied into (the same tensor unless quantized) */
+  tensor: Tensor;
+  storage: Tensor;
+  /** write the piece's rows into `slot` at or after `slot.used` (row pitch piece.pitch); returns where they start */
+  stage(slot: Slot, piece: Piece): Promise<number>;
+  /** called once every piece is staged */
+  end?(): void;
+}
+
 class Uploader {
   private readonly start = performance.now();
   private readonly faults0 = processFaults();
   private readonly slots: Slot[] = [];
   private current = 0;
   private done = 0;
-  private quantChunk: Uint8Array | null = null;
+  /** when the GPU finished the last copy batch (for the copy-busy time) */
+  private lastCopyEnd = 0;
   readonly breakdown: LoadBreakdown;
 
   constructor(
@@ -155,61 +196,129 @@ class Uploader {
     private readonly total: number,
     private readonly opts: UploadOptions,
     readonly capacity: number,
+    private readonly cache: QuantCacheSession | null,
   ) {
-    this.breakdown = { readSeconds: 0, copyWaitSeconds: 0, allocSeconds: 0, hostSeconds: 0, stagingBytes: 0, copies: 0, partialCopies: 0 };
+    this.breakdown = { readSeconds: 0, copyWaitSeconds: 0, copySeconds: 0, allocSeconds: 0, hostSeconds: 0, quantizeSeconds: 0, stagingBytes: 0, copies: 0, partialCopies: 0, directBytes: 0 };
   }
 
   async upload(info: TensorInfo): Promise<Tensor> {
     const q = this.opts.quantize?.(info);
-    if (q) {
-      // quantized on the host in row blocks, written with queue writes (not through the staging buffers yet)
-      this.quantChunk ??= new Uint8Array(this.opts.stagingBytes ?? QUANT_CHUNK);
-      return uploadQuantizedTensor(this.gpu, info, q, this.quantChunk, async (n) => {
-        this.done += n;
-        if (this.done < this.total) this.report(info.name);
-      });
-    }
-    const dtype = gpuDtype(info, this.opts.widen);
-    const shape = gpuShape(info);
     let t0 = performance.now();
-    const t = await this.gpu.allocWeight(shape, dtype, info.name);
+    const rows = q ? await this.quantizedRows(info, q) : await this.plainRows(info);
     this.breakdown.allocSeconds += (performance.now() - t0) / 1000;
+    const { tensor, storage } = rows;
     try {
-      const rowElems = t.rowSize;
-      const fileRowBytes = rowElems * (info.byteLength / t.numel);
-      for (const piece of planPieces(t.parts, rowElems, dtype, this.capacity)) {
-        const slot = await this.slotWith(piece.stagingBytes);
-        const at = slot.used;
-        const dst = slot.mapped!.subarray(at, at + piece.stagingBytes);
-        const fileBytes = piece.rows * fileRowBytes;
-        const position = info.offset + (piece.part.rowStart + piece.row) * fileRowBytes;
-        if (dtype === 'f32' && info.dtype !== 'F32') {
-          // 16-bit floats widened on the host (vectors: small)
-          const bits = new Uint16Array(fileBytes / 2);
-          await this.read(info, new Uint8Array(bits.buffer), position);
-          t0 = performance.now();
-          dst.set(new Uint8Array((info.dtype === 'BF16' ? bf16BitsToF32(bits) : f16BitsToF32(bits)).buffer));
-          this.breakdown.hostSeconds += (performance.now() - t0) / 1000;
-        } else {
-          await this.read(info, dst.subarray(0, fileBytes), position);
-          dst.fill(0, fileBytes); // a reused buffer: the pad half-word of an odd-length 16-bit part is copied too
-          if (piece.pitch !== piece.rowBytes) {
-            // spread rows to their padded pitch, last row first (moves never overwrite unread rows)
-            t0 = performance.now();
-            for (let r = piece.rows - 1; r > 0; r--) dst.copyWithin(r * piece.pitch, r * piece.rowBytes, (r + 1) * piece.rowBytes);
-            this.breakdown.hostSeconds += (performance.now() - t0) / 1000;
-          }
-        }
+      for (const piece of planPieces(storage.parts, storage.rowSize, storage.dtype, this.capacity)) {
+        const slot = await this.slotWith(piece.stagingBytes + STAGING_SLACK);
+        const at = await rows.stage(slot, piece);
         slot.copies.push({ piece, offset: at });
         slot.used = alignUp(at + piece.stagingBytes, PITCH);
-        this.done += fileBytes;
-        if (this.done < this.total) this.report(info.name); // the last report waits for the copies (finish)
       }
+      rows.end?.();
     } catch (e) {
-      t.release();
+      tensor.release();
       throw e;
     }
-    return t;
+    return tensor;
+  }
+
+  /** A tensor as stored in the checkpoint (16-bit vectors widened to f32). */
+  private async plainRows(info: TensorInfo): Promise<RowSource> {
+    const dtype = gpuDtype(info, this.opts.widen);
+    const t = await this.gpu.allocWeight(gpuShape(info), dtype, info.name);
+    if (dtype !== 'f32' || info.dtype === 'F32') return { tensor: t, storage: t, stage: (slot, piece) => this.stageRaw(info, slot, piece) };
+    const fileRowBytes = t.rowSize * DTYPE_BYTES[info.dtype];
+    const stage = async (slot: Slot, piece: Piece): Promise<number> => {
+      // 16-bit floats widened on the host (vectors: small)
+      const bits = new Uint16Array((piece.rows * fileRowBytes) / 2);
+      await this.read(info, new Uint8Array(bits.buffer), info.offset + (piece.part.rowStart + piece.row) * fileRowBytes);
+      const t0 = performance.now();
+      slot.mapped!.set(new Uint8Array((info.dtype === 'BF16' ? bf16BitsToF32(bits) : f16BitsToF32(bits)).buffer), slot.used);
+      this.breakdown.hostSeconds += (performance.now() - t0) / 1000;
+      this.advance(bits.byteLength, info.name);
+      return slot.used;
+    };
+    return { tensor: t, storage: t, stage };
+  }
+
+  /**
+   * A bf16 [N, K] weight quantized (quantize.ts layout): read from the quantized cache when it
+   * holds the tensor (its bytes checked against the recorded hash), otherwise quantized on the host
+   * from the checkpoint's rows, in blocks of QUANT_CHUNK, and appended to the cache being written.
+   */
+  private async quantizedRows(info: TensorInfo, q: QuantDType): Promise<RowSource> {
+    if (info.dtype !== 'BF16' || info.shape.length !== 2) throw new Error(`${info.name}: only 2-D BF16 tensors are quantized (this one is ${info.dtype} [${info.shape.join(', ')}])`);
+    const [N, K] = info.shape as [number, number];
+    const { tensor, storage, rowBytes } = await allocQuantized(this.gpu, q, [N, K], info.name);
+    const cached = this.cache?.cached(info.name);
+    if (cached) {
+      const hash = cached.check();
+      return { tensor, storage, stage: (slot, piece) => this.stageRaw(cached.info, slot, piece, (b) => hash.update(b)), end: () => hash.check() };
+    }
+    const stage = async (slot: Slot, piece: Piece): Promise<number> => {
+      const rowsPerBlock = Math.max(1, Math.floor(QUANT_CHUNK / (2 * K)));
+      const first = piece.part.rowStart + piece.row;
+      for (let r = 0; r < piece.rows; r += rowsPerBlock) {
+        const n = Math.min(rowsPerBlock, piece.rows - r);
+        const bits = new Uint16Array(n * K);
+        await this.read(info, new Uint8Array(bits.buffer), info.offset + (first + r) * 2 * K);
+        const t0 = performance.now();
+        const codes = quantizeRows(q, bits, K);
+        const dst = slot.mapped!;
+        if (piece.pitch === rowBytes) dst.set(codes, slot.used + r * rowBytes);
+        else for (let i = 0; i < n; i++) dst.set(codes.subarray(i * rowBytes, (i + 1) * rowBytes), slot.used + (r + i) * piece.pitch);
+        this.breakdown.quantizeSeconds += (performance.now() - t0) / 1000;
+        await this.cache?.append(info.name, codes);
+        this.advance(bits.byteLength, info.name);
+      }
+      return slot.used;
+    };
+    return { tensor, storage, stage };
+  }
+
+  /**
+   * Stage a piece's rows as the file holds them (file rows = GPU rows): read with readDirect when
+   * the source has it and the piece is large (whole DIRECT_ALIGN blocks into an aligned staging offset, the rows then
+   * moved down to the copy's alignment when the file's offset is not), else with read. `onBytes`
+   * sees the rows as read, before rows are spread to the texel pitch.
+   */
+  private async stageRaw(info: TensorInfo, slot: Slot, piece: Piece, onBytes?: (bytes: Uint8Array) => void): Promise<number> {
+    const staging = slot.mapped!;
+    const length = piece.rows * piece.rowBytes;
+    const position = info.offset + (piece.part.rowStart + piece.row) * piece.rowBytes;
+    let at = slot.used;
+    const t0 = performance.now();
+    if (info.source.readDirect && length >= (this.opts.directReadBytes ?? DIRECT_MIN)) {
+      const span = directSpan(slot.used, position, length, piece.part.texture ? TEXEL_BYTES : 4);
+      const reads = [];
+      for (let a = 0; a < span.bytes; a += READ_PIECE) {
+        const into = staging.subarray(span.start + a, span.start + Math.min(a + READ_PIECE, span.bytes));
+        reads.push(info.source.readDirect(into, span.position + a));
+      }
+      const got = (await Promise.all(reads)).reduce((s, n) => s + n, 0);
+      if (got < span.skip + length) throw new SafetensorsError(`${info.source.name}: tensor '${info.name}': unexpected end of file at byte ${span.position + got} (the file is truncated)`);
+      this.breakdown.readSeconds += (performance.now() - t0) / 1000;
+      this.breakdown.directBytes += length;
+      at = span.at;
+      if (at !== span.start + span.skip) {
+        const t1 = performance.now();
+        staging.copyWithin(at, span.start + span.skip, span.start + span.skip + length);
+        this.breakdown.hostSeconds += (performance.now() - t1) / 1000;
+      }
+    } else {
+      await this.read(info, staging.subarray(at, at + length), position);
+    }
+    const dst = staging.subarray(at, at + piece.stagingBytes);
+    onBytes?.(dst.subarray(0, length));
+    dst.fill(0, length); // a reused buffer: the pad half-word of an odd-length 16-bit part is copied too
+    if (piece.pitch !== piece.rowBytes) {
+      // spread rows to their padded pitch, last row first (moves never overwrite unread rows)
+      const t1 = performance.now();
+      for (let r = piece.rows - 1; r > 0; r--) dst.copyWithin(r * piece.pitch, r * piece.rowBytes, (r + 1) * piece.rowBytes);
+      this.breakdown.hostSeconds += (performance.now() - t1) / 1000;
+    }
+    this.advance(length, info.name);
+    return at;
   }
 
   /** Fill `into` from the tensor's source, in pieces read in parallel. */
@@ -221,6 +330,11 @@ class Uploader {
     }
     await Promise.all(reads);
     this.breakdown.readSeconds += (performance.now() - t0) / 1000;
+  }
+
+  private advance(bytes: number, name: string): void {
+    this.done += bytes;
+    if (this.done < this.total) this.report(name); // the last report waits for the copies (finish)
   }
 
   /** The staging buffer to fill next, with `bytes` free: the current one, or the other once the GPU is done with it. */
@@ -238,7 +352,7 @@ class Uploader {
     this.gpu.assertUsable();
     if (!slot.buffer || slot.buffer.size < bytes) {
       // sized to need (small checkpoints and tests stay small), growing up to the capacity
-      const size = Math.min(this.capacity, Math.max(bytes, 2 * (slot.buffer?.size ?? 0), MIN_STAGING));
+      const size = Math.min(this.capacity + STAGING_SLACK, Math.max(bytes, 2 * (slot.buffer?.size ?? 0), MIN_STAGING));
       slot.buffer?.destroy();
       slot.buffer = this.gpu.device.createBuffer({ size, usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC, mappedAtCreation: true, label: 'weight staging' });
       this.breakdown.stagingBytes = Math.max(this.breakdown.stagingBytes, size);
@@ -257,7 +371,7 @@ class Uploader {
     for (const { piece, offset } of slot.copies) {
       const { part } = piece;
       if (part.texture) {
-        enc.copyBufferToTexture({ buffer, offset, bytesPerRow: piece.pitch }, { texture: part.texture, origin: [0, piece.row] }, [piece.rowBytes / 16, piece.rows]);
+        enc.copyBufferToTexture({ buffer, offset, bytesPerRow: piece.pitch }, { texture: part.texture, origin: [0, piece.row] }, [piece.rowBytes / TEXEL_BYTES, piece.rows]);
       } else {
         enc.copyBufferToBuffer(buffer, offset, part.buffer!, piece.row * piece.rowBytes, piece.stagingBytes);
       }
@@ -266,7 +380,13 @@ class Uploader {
     }
     slot.copies = [];
     this.gpu.device.queue.submit([enc.finish()]);
-    slot.ready = buffer.mapAsync(GPUMapMode.WRITE);
+    // batches run in submission order: this one's copying started when it was submitted or when the previous one ended
+    const submitted = performance.now();
+    slot.ready = buffer.mapAsync(GPUMapMode.WRITE).then(() => {
+      const end = performance.now();
+      this.breakdown.copySeconds += (end - Math.max(submitted, this.lastCopyEnd)) / 1000;
+      this.lastCopyEnd = end;
+    });
   }
 
   /** Submit what is staged and wait for every copy; the staging buffers are destroyed. A last progress report follows. */
@@ -278,6 +398,7 @@ class Uploader {
     await this.gpu.sync();
     this.breakdown.copyWaitSeconds += (performance.now() - t0) / 1000;
     this.destroy();
+    await this.cache?.commit();
     this.report(lastTensor);
   }
 
@@ -287,6 +408,7 @@ class Uploader {
   }
 
   private report(name: string): void {
+    if (this.cache) this.breakdown.quantCache = this.cache.status;
     const f = processFaults();
     if (f && this.faults0) {
       this.breakdown.minorFaults = f.minor - this.faults0.minor;
@@ -301,6 +423,18 @@ class Uploader {
   get seconds(): number {
     return (performance.now() - this.start) / 1000;
   }
+}
+
+/**
+ * Where an O_DIRECT read of `length` file bytes at `position` goes in a staging buffer whose free
+ * space starts at `free`: whole DIRECT_ALIGN blocks (`bytes` from `position`) land at `start`, the
+ * wanted bytes begin `skip` bytes in, and `at` is where they must sit for the copy (a multiple of
+ * `align`: 16 for texel copies, 4 for buffer copies), at or below start + skip. Pure.
+ */
+export function directSpan(free: number, position: number, length: number, align: number): { start: number; position: number; skip: number; bytes: number; at: number } {
+  const start = alignUp(free, DIRECT_ALIGN);
+  const skip = position % DIRECT_ALIGN;
+  return { start, position: position - skip, skip, bytes: alignUp(skip + length, DIRECT_ALIGN), at: start + skip - (skip % align) };
 }
 
 function processFaults(): { minor: number; major: number } | null {
@@ -325,12 +459,34 @@ export async function uploadTensor(gpu: Gpu, info: TensorInfo, opts: UploadOptio
 
 /**
  * Upload tensors (default: every tensor of the checkpoint), in file order for sequential reads.
- * On any error the tensors uploaded so far are released.
+ * Quantized tensors of a checkpoint on disk are read from its quantized cache when that holds
+ * them, else quantized and the cache written (quant-cache.ts); a damaged cache found while reading
+ * is removed and the load starts again, quantizing. On any error the tensors uploaded so far are released.
  */
 export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[], opts: UploadOptions = {}): Promise<Map<string, Tensor>> {
   const infos = (Array.isArray(source) ? [...source] : [...source.tensors.values()]).sort((a, b) => (a.file === b.file ? a.offset - b.offset : a.file < b.file ? -1 : 1));
   for (const info of infos) gpuDtype(info, opts.widen); // fail before allocating anything
-  const up = new Uploader(gpu, infos.reduce((s, t) => s + t.byteLength, 0), opts, stagingCapacity(infos, opts));
+  const quantized = infos.flatMap((info) => {
+    const dtype = opts.quantize?.(info);
+    return dtype ? [{ info, dtype }] : [];
+  });
+  // the cache is written beside files on disk: in Node (the browser build's FileSource reads mounted byte sources)
+  const inNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
+  const onDisk = inNode && !Array.isArray(source) && source.headers.length > 0 && infos.every((t) => t.source instanceof FileSource);
+  const openCache = () => (quantized.length && onDisk && opts.quantCache !== false ? openQuantCache(source as Checkpoint, quantized, opts.quantCache || {}) : Promise.resolve(null));
+  const cache = await openCache();
+  try {
+    return await uploadWith(gpu, infos, opts, cache);
+  } catch (e) {
+    if (!(e instanceof QuantCacheError)) throw e;
+    await cache!.discard();
+    return uploadWith(gpu, infos, opts, await openCache());
+  }
+}
+
+async function uploadWith(gpu: Gpu, infos: TensorInfo[], opts: UploadOptions, cache: QuantCacheSession | null): Promise<Map<string, Tensor>> {
+  const total = infos.reduce((s, t) => s + (cache?.cached(t.name)?.info ?? t).byteLength, 0);
+  const up = new Uploader(gpu, total, opts, stagingCapacity(infos, opts), cache);
   const out = new Map<string, Tensor>();
   try {
     for (const info of infos) out.set(info.name, await up.upload(info));
@@ -338,6 +494,7 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
   } catch (e) {
     up.destroy();
     for (const t of out.values()) t.release();
+    await cache?.abort();
     throw e;
   }
   return out;
@@ -346,12 +503,16 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
 /** One line: where a load's time went. */
 export function formatLoadBreakdown(p: UploadProgress): string {
   const b = p.breakdown;
-  const other = Math.max(0, p.seconds - b.readSeconds - b.copyWaitSeconds - b.allocSeconds - b.hostSeconds);
+  const other = Math.max(0, p.seconds - b.readSeconds - b.copyWaitSeconds - b.allocSeconds - b.hostSeconds - b.quantizeSeconds);
   const s = (x: number) => `${x.toFixed(1)} s`;
+  const pct = (x: number) => `${p.seconds > 0 ? Math.round((100 * x) / p.seconds) : 0}%`;
   const faults = b.minorFaults === undefined ? '' : `; ${b.minorFaults} page faults (${b.majorFaults} major)`;
+  const quant = b.quantizeSeconds > 0 ? `quantizing ${s(b.quantizeSeconds)}, ` : '';
+  const cache = b.quantCache ? `; quantized cache: ${b.quantCache}` : '';
   return (
     `loaded ${(p.bytesDone / 1e9).toFixed(2)} GB in ${s(p.seconds)} (${(p.bytesPerSecond / 1e9).toFixed(3)} GB/s): ` +
-    `reading ${s(b.readSeconds)}, waiting for GPU copies ${s(b.copyWaitSeconds)}, allocating ${s(b.allocSeconds)}, host conversion ${s(b.hostSeconds)}, other ${s(other)}; ` +
-    `${b.copies} copies (${b.partialCopies} partial) through 2 x ${(b.stagingBytes / 2 ** 20).toFixed(0)} MiB staging${faults}`
+    `reading ${s(b.readSeconds)}, waiting for GPU copies ${s(b.copyWaitSeconds)}, ${quant}allocating ${s(b.allocSeconds)}, host conversion ${s(b.hostSeconds)}, other ${s(other)}; ` +
+    `overlapped with them, the GPU copying ${s(b.copySeconds)} (${pct(b.copySeconds)} of the wall time, ${b.copySeconds > 0 ? (p.bytesDone / 1e9 / b.copySeconds).toFixed(3) : '0'} GB/s while copying); ` +
+    `${b.copies} copies (${b.partialCopies} partial) through 2 x ${(b.stagingBytes / 2 ** 20).toFixed(0)} MiB staging, ${(b.directBytes / 1e9).toFixed(2)} GB read with O_DIRECT${faults}${cache}`
   );
 }

@@ -43,8 +43,16 @@ export interface FakeHub {
   close(): Promise<void>;
 }
 
+export interface FakeHubFaults {
+  /** the first full GET of this file sends `at` bytes of it, then the connection is cut */
+  cutOnce?: { file: string; at: number };
+  /** this file is served with one byte changed (its listed hash stays the true one) */
+  corrupt?: string;
+}
+
 /** Serves the files of `dir` as repo `repo` at one commit, as the hub does (LFS for *.safetensors). */
-export async function fakeHub(dir: string, repo = 'test-org/tiny-pvc'): Promise<FakeHub> {
+export async function fakeHub(dir: string, repo = 'test-org/tiny-pvc', faults: FakeHubFaults = {}): Promise<FakeHub> {
+  let cut = faults.cutOnce;
   const commit = createHash('sha1').update(dir).digest('hex');
   const files = readdirSync(dir).filter((f) => statSync(join(dir, f)).isFile());
   const tree = files.map((f) => {
@@ -66,6 +74,14 @@ export async function fakeHub(dir: string, repo = 'test-org/tiny-pvc'): Promise<
     const m = new RegExp(`^/${repo}/resolve/${commit}/(.+)$`).exec(path);
     if (!m || !files.includes(m[1])) return res.writeHead(404).end('not found');
     const bytes = readFileSync(join(dir, m[1]));
+    if (m[1] === faults.corrupt) bytes[bytes.length >> 1] ^= 0x55;
+    if (cut && m[1] === cut.file && !req.headers.range && req.method === 'GET') {
+      const at = cut.at;
+      cut = undefined;
+      res.writeHead(200, { 'Content-Length': bytes.length });
+      res.write(bytes.subarray(0, at), () => setTimeout(() => res.destroy(), 200));
+      return;
+    }
     const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     if (range) {
       const start = Number(range[1]);
