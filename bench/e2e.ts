@@ -269,8 +269,7 @@ function merge(peer: Record<string, unknown>[]): void {
       : r.stage === 'decode' ? find('decode', (p) => p.kv === n)
       : r.stage === 'ttft' ? find('ttft', (p) => p.max_num === n)
       : r.stage === 'vision' ? find('vision', () => true)
-      : r.stage === 'load' ? find('load', () => true)
-      : undefined;
+      : undefined; // PyTorch's load maps the files (its weights page in during its first stage): not comparable
     if (!p) continue;
     const part = r.case.split(' ')[0];
     r.torch_ms = Number(r.stage === 'vision' ? (p[`${part}_ms_per_frame`] ?? p.ms_per_frame) : p.ms);
