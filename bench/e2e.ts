@@ -236,14 +236,22 @@ async function decode(m: LoadedModel, copyRate: number): Promise<void> {
   }
 }
 
-/** Runs bench/e2e_torch.py on `job`; its JSON lines, in order. */
+/** Runs bench/e2e_torch.py on `job`, printing its JSON lines as they come; all of them, in order. */
 function torchPeer(job: object): Promise<Record<string, unknown>[]> {
   return new Promise((resolve, reject) => {
     const py = spawn('/usr/bin/python3', [new URL('./e2e_torch.py', import.meta.url).pathname], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    py.stdout.on('data', (d) => (out += d));
+    const lines: Record<string, unknown>[] = [];
+    let partial = '';
+    py.stdout.on('data', (d) => {
+      const parts = (partial + d).split('\n');
+      partial = parts.pop()!;
+      for (const l of parts.filter(Boolean)) {
+        lines.push(JSON.parse(l));
+        print({ peer: 'torch', ...lines[lines.length - 1] });
+      }
+    });
     py.on('error', reject);
-    py.on('close', (code) => (code === 0 ? resolve(out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))) : reject(new Error(`e2e_torch.py exited with ${code}`))));
+    py.on('close', (code) => (code === 0 ? resolve(lines) : reject(new Error(`e2e_torch.py exited with ${code}`))));
     py.stdin.end(JSON.stringify(job));
   });
 }
@@ -261,8 +269,7 @@ function merge(peer: Record<string, unknown>[]): void {
       : r.stage === 'decode' ? find('decode', (p) => p.kv === n)
       : r.stage === 'ttft' ? find('ttft', (p) => p.max_num === n)
       : r.stage === 'vision' ? find('vision', () => true)
-      : r.stage === 'load' ? find('load', () => true)
-      : undefined;
+      : undefined; // PyTorch's load maps the files (its weights page in during its first stage): not comparable
     if (!p) continue;
     const part = r.case.split(' ')[0];
     r.torch_ms = Number(r.stage === 'vision' ? (p[`${part}_ms_per_frame`] ?? p.ms_per_frame) : p.ms);
@@ -303,9 +310,7 @@ async function main(): Promise<void> {
   gpu.destroy();
 
   const job = { model: dir, stages: values['no-torch'] ? [] : [...stages], image: values.image, video: values.video, frames, max_num: MAX_NUMS, prefill: list(values.prefill), kv: list(values.kv), tokens: Number(values.tokens), ttft: ttftIds };
-  const peer = await torchPeer(job);
-  for (const p of peer) print({ peer: 'torch', ...p });
-  merge(peer);
+  merge(await torchPeer(job));
   if (!values.json) table();
 }
 

@@ -24,7 +24,7 @@ import { attention, type AttentionView } from '../src/ops/attention.js';
 import { add, gelu, modulate, siluMul } from '../src/ops/elementwise.js';
 import { embedding } from '../src/ops/embedding.js';
 import { appendKv } from '../src/ops/kv_cache.js';
-import { matmul } from '../src/ops/matmul.js';
+import { matmul, matmulConfig } from '../src/ops/matmul.js';
 import { layerNorm, rmsNorm } from '../src/ops/norm.js';
 import { patchEmbed } from '../src/ops/patch_embed.js';
 import { pixelShuffle } from '../src/ops/pixel_shuffle.js';
@@ -221,16 +221,25 @@ async function main() {
     }
     for (const [name, m, k, n] of quantShapes.filter(([name]) => want(`quant ${name}`))) {
       const x = await randomF32(gpu, [m, k], 'x');
-      const dtypes = ['bf16', 'q8', 'q4'] as const;
-      const weights = [await randomBf16(gpu, [n, k], name), await randomQuantized(gpu, 'q8', [n, k], name), await randomQuantized(gpu, 'q4', [n, k], name)];
-      // rounds of one run each, so that the host's load drifts over all three alike; besides wall
+      const q8 = await randomQuantized(gpu, 'q8', [n, k], name);
+      const q4 = await randomQuantized(gpu, 'q4', [n, k], name);
+      // the GEMV rows add the dot4I8Packed variant (int8 activations) where the adapter has it
+      const dot4 = m <= 8 && gpu.features.dot4 && gpu.features.subgroups;
+      const dot4Mode = matmulConfig.dot4;
+      const variants: [string, Tensor, 'on' | 'off'][] = [['bf16', await randomBf16(gpu, [n, k], name), 'off'], ['q8', q8, 'off'], ['q4', q4, 'off']];
+      if (dot4) variants.push(['q8 dot4', q8, 'on'], ['q4 dot4', q4, 'on']);
+      const dtypes = variants.map(([d]) => d);
+      // rounds of one run each, so that the host's load drifts over all variants alike; besides wall
       // time, the process's CPU time (lavapipe's threads are ours), which a busy host disturbs less
-      const run = (w: Tensor) => gpu.step((rec) => matmul(rec, x, w).release()).then(() => gpu.sync());
-      for (const w of weights) await run(w);
+      const run = ([, w, mode]: (typeof variants)[number]) => {
+        matmulConfig.dot4 = mode;
+        return gpu.step((rec) => matmul(rec, x, w).release()).then(() => gpu.sync());
+      };
+      for (const v of variants) await run(v);
       const times: number[][] = dtypes.map(() => []);
       const cpu: number[][] = dtypes.map(() => []);
       for (let round = 0; round < (m <= 8 ? 11 : 5); round++) {
-        for (const [i, w] of weights.entries()) {
+        for (const [i, w] of variants.entries()) {
           const [t0, c0] = [performance.now(), process.cpuUsage()];
           await run(w);
           const c = process.cpuUsage(c0);
@@ -240,14 +249,16 @@ async function main() {
       }
       const ms = times.map(median);
       const cpuMs = cpu.map(median);
+      matmulConfig.dot4 = dot4Mode;
       for (const [i, dtype] of dtypes.entries()) {
-        const weightBytes = n * (dtype === 'bf16' ? 2 * k : quantRowBytes(dtype, k));
+        const wd = variants[i][1].dtype;
+        const weightBytes = n * (wd === 'bf16' ? 2 * k : quantRowBytes(wd as QuantDType, k));
         const row: Row = { kernel: m <= 8 ? 'gemv' : 'matmul', shape: `${name} ${m}x${k}->${n}`, dtype, ms: ms[i], gbps: weightBytes / ms[i] / 1e6, note: `weights ${(weightBytes / 1e6).toFixed(1)} MB, ${((n / ms[i]) * 1000 / 1e6).toFixed(2)} M rows/s, ${(ms[i] / ms[0]).toFixed(2)}x bf16's time; CPU ${cpuMs[i].toFixed(0)} ms, ${(cpuMs[i] / cpuMs[0]).toFixed(2)}x bf16's` };
         if (m > 8) row.gflops = (2 * m * k * n) / ms[i] / 1e6;
         rows.push(row);
         emit(row);
       }
-      weights.forEach((w) => w.release());
+      [variants[0][1], q8, q4].forEach((w) => w.release());
       x.release();
     }
   }

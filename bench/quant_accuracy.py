@@ -1,15 +1,17 @@
 """Accuracy of the q8 / q4 formats on a checkpoint (a property to report, not a test).
 
-    flock /work/bigmem.lock /usr/bin/python3 bench/quant_accuracy.py /work/ckpt/mid [--positions 512]
+    /usr/bin/python3 bench/quant_accuracy.py /work/ckpt/mid [--positions 512] [--formats q8,q4]
 
-PyTorch reference model (test/reference, f32 compute) run three ways over the same token ids:
-with the checkpoint's bf16 weights, and with the LLM's weights (linear layers, LM head, embedding
-table) replaced by their q8 / q4 dequantized values (test/quantize_ref.py, bit-identical to the
-engine's quantizer), plus alternative 4-bit formats for comparison. Reports, per format:
+The LLM of the PyTorch reference (test/reference, f32 compute) over the same random token ids with
+teacher forcing, run with the checkpoint's bf16 weights and with the LLM's weights (linear layers,
+LM head, embedding table) replaced by their q8 / q4 dequantized values (test/quantize_ref.py,
+bit-identical to the engine's quantizer), plus alternatives for comparison. Streams the checkpoint a
+layer at a time with every format's hidden states side by side, so memory stays at one layer's
+weights per format (~1 GB for mid) whatever the model size. Reports, per format:
   - per matmul family (wqkv, wo, w1, w3, w2, output; tok_embeddings for the gather): relative L2 of
-    the quantized layer's output against the bf16 weights applied to the *same* input;
-  - logits relative L2 against the bf16 run, and the share of positions whose argmax agrees
-    (teacher forcing: every position sees the same ids).
+    the quantized layer's output against the bf16 weights applied to the *same* input (the first
+    --family-positions positions);
+  - logits relative L2 against the bf16 run, and the share of positions whose argmax agrees.
 Prints a JSON line per format and a markdown table.
 """
 import argparse
@@ -25,7 +27,8 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'test', 'reference'))
 sys.path.insert(0, os.path.join(HERE, '..', 'test'))
-from pvc_reference import load_model  # noqa: E402
+from pvc_reference import InternLM2DecoderLayer, InternLM2RMSNorm, parse_config  # noqa: E402
+from safetensors_io import bf16_bits_to_f32, checkpoint_files, read_header  # noqa: E402
 from quantize_ref import quantize  # noqa: E402
 
 
@@ -80,74 +83,162 @@ def family(name):
     return name.split('.')[-1]
 
 
+def act8(x):
+    """The dot4I8Packed GEMV's activations (kernels/matmul_xq8.wgsl): int8 per 32-group, power-of-two scale
+    (inputs of weights that are not whole groups stay f32: those weights stay bf16)."""
+    if x.shape[-1] % 32:
+        return x
+    g = x.double().reshape(x.shape[0], -1, 32)
+    am = g.abs().amax(dim=2, keepdim=True)
+    _, e = torch.frexp(am)
+    d = torch.where(am > 0, torch.ldexp(torch.ones_like(am), e - 7), torch.zeros_like(am))
+    q = torch.where(am > 0, torch.clamp(torch.round(g / torch.where(am > 0, d, torch.ones_like(d))), -127, 127), torch.zeros_like(g))
+    return (q * d).reshape(x.shape).float()
+
+
+FORMATS['q4 + int8 activations (dot4I8Packed path)'] = FORMATS['q4 (ours: g32 sym m/-8, f16 scale)']
+FAMILIES = ['wqkv', 'wo', 'w1', 'w3', 'w2', 'output', 'tok_embeddings']
+
+
+class Checkpoint:
+    """Rows of bf16 / f32 tensors read on demand from a (sharded) safetensors checkpoint, as f32."""
+
+    def __init__(self, model_dir):
+        weight_map, files = checkpoint_files(model_dir)
+        self.where = {}
+        for path in files:
+            header, _, start = read_header(path)
+            data = np.memmap(path, dtype=np.uint8, mode='r', offset=start)
+            for name, info in header.items():
+                self.where[name] = (data, info)
+
+    def shape(self, name):
+        return self.where[name][1]['shape']
+
+    def rows(self, name, r0, r1):
+        data, info = self.where[name]
+        shape = info['shape']
+        row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        size = {'BF16': 2, 'F16': 2, 'F32': 4}[info['dtype']]
+        b = info['data_offsets'][0] + r0 * row * size
+        raw = np.frombuffer(bytes(data[b:b + (r1 - r0) * row * size]), dtype={'BF16': np.uint16, 'F16': np.float16, 'F32': np.float32}[info['dtype']])
+        t = bf16_bits_to_f32(raw) if info['dtype'] == 'BF16' else torch.from_numpy(raw.astype(np.float32))
+        return t.reshape([r1 - r0] + list(shape[1:]))
+
+    def tensor(self, name):
+        return self.rows(name, 0, self.shape(name)[0])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('model')
     ap.add_argument('--positions', type=int, default=512)
-    ap.add_argument('--formats', default='all', help='comma-separated prefixes of format names')
+    ap.add_argument('--family-positions', type=int, default=64)
+    ap.add_argument('--formats', default='q8 (ours,q4 (ours,q4 + int8', help='comma-separated prefixes of format names, or all')
+    ap.add_argument('--threads', type=int, default=1)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
+    torch.set_num_threads(args.threads)
     t0 = time.time()
-    model = load_model(args.model)
-    llm = model.language_model
-    vocab = llm.output.weight.shape[0]
-    ids = torch.from_numpy(np.random.default_rng(0).integers(0, min(vocab, 92000), args.positions))
-    linears = {n: m for n, m in llm.named_modules() if isinstance(m, torch.nn.Linear)}
-    emb = llm.model.tok_embeddings
-    # the bf16 weights, kept as bf16 (exact) while the model holds the quantized ones
-    originals = {n: m.weight.detach().to(torch.bfloat16).clone() for n, m in linears.items()}
-    emb_original = emb.weight.detach().to(torch.bfloat16).clone()
-    ref_logits = llm(emb(ids))
-    ref_argmax = ref_logits.argmax(dim=-1)
-    print(f'# loaded and ran bf16 in {time.time() - t0:.0f} s', file=sys.stderr)
+    with open(os.path.join(args.model, 'config.json')) as f:
+        lc = parse_config(json.load(f)).llm
+    ck = Checkpoint(args.model)
+    pre = 'language_model.'
+    vocab = ck.shape(pre + 'output.weight')[0]
+    ids = np.random.default_rng(0).integers(0, min(vocab, 92000), args.positions)
+    fmts = [n for n in FORMATS if args.formats == 'all' or any(n.startswith(p) for p in args.formats.split(','))]
+    fp = args.family_positions
+
+    def quantized(fmt, w):
+        # rows that are not whole groups stay bf16, as the engine's quantizeRule leaves them
+        group = 128 if 'g128' in fmt else 32
+        return w if w.shape[1] % group else torch.from_numpy(FORMATS[fmt](w.double().numpy())).float()
+
+    err = {f: {} for f in fmts}
+
+    def add_err(fmt, fam, got, want):
+        e = err[fmt].setdefault(fam, [0.0, 0.0])
+        e[0] += float(((got.double() - want.double()) ** 2).sum())
+        e[1] += float((want.double() ** 2).sum())
+
+    # embeddings: the rows of the ids only (quantization is per row)
+    emb_name = pre + 'model.tok_embeddings.weight'
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    table = torch.cat([ck.rows(emb_name, int(i), int(i) + 1) for i in uniq])
+    h = {'bf16': table[inverse]}
+    for f in fmts:
+        h[f] = quantized(f, table)[inverse]
+        add_err(f, 'tok_embeddings', h[f], h['bf16'])
+
+    layer = InternLM2DecoderLayer(lc)
+    linears = {n: m for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+    state = {'fmt': None, 'bf16': {}}
+
+    def pre_hook(name):
+        def hk(mod, inputs):
+            state['x'] = inputs[0]
+            if state['fmt'] is not None and 'int8 activations' in state['fmt']:
+                return (act8(inputs[0]),)
+        return hk
+
+    def hook(name):
+        def hk(mod, inputs, out):
+            if state['fmt'] is not None:
+                add_err(state['fmt'], family(name), out[:fp], F.linear(state['x'][:fp], state['bf16'][name]))
+        return hk
+
+    for n, m in linears.items():
+        m.register_forward_pre_hook(pre_hook(n))
+        m.register_forward_hook(hook(n))
+    for i in range(lc.num_layers):
+        sd = {k: ck.tensor(f'{pre}model.layers.{i}.{k}') for k in layer.state_dict()}
+        state['bf16'] = {n: sd[n + '.weight'] for n in linears}
+        for f in ['bf16'] + fmts:
+            state['fmt'] = None if f == 'bf16' else f
+            layer.load_state_dict({k: (quantized(f, v) if f != 'bf16' and k[:-len('.weight')] in linears else v) for k, v in sd.items()})
+            h[f] = layer(h[f], 0, None)
+        print(f'# layer {i} done at {time.time() - t0:.0f} s', file=sys.stderr, flush=True)
+
+    norm = InternLM2RMSNorm(lc.hidden_size, lc.eps)
+    norm.weight.copy_(ck.tensor(pre + 'model.norm.weight'))
+    xs = {f: norm(h[f]) for f in h}
+    # the LM head in blocks of rows: logits differences and running argmax per format
+    n = args.positions
+    best = {f: (torch.full((n,), -float('inf'), dtype=torch.float64), torch.zeros(n, dtype=torch.long)) for f in xs}
+    dl = {f: [0.0, 0.0] for f in fmts}
+    out_name = pre + 'output.weight'
+    for r0 in range(0, vocab, 8192):
+        r1 = min(vocab, r0 + 8192)
+        w = ck.rows(out_name, r0, r1)
+        ref = F.linear(xs['bf16'], w)
+        for f in ['bf16'] + fmts:
+            wf = w if f == 'bf16' else quantized(f, w)
+            logits = ref if f == 'bf16' else F.linear(act8(xs[f]) if 'int8 activations' in f else xs[f], wf)
+            if f != 'bf16':
+                add_err(f, 'output', logits[:fp], F.linear(xs[f][:fp], w))
+                dl[f][0] += float(((logits.double() - ref.double()) ** 2).sum())
+                dl[f][1] += float((ref.double() ** 2).sum())
+            v, a = logits.double().max(dim=1)
+            take = v > best[f][0]
+            best[f] = (torch.where(take, v, best[f][0]), torch.where(take, a + r0, best[f][1]))
+    print(f'# done in {time.time() - t0:.0f} s', file=sys.stderr)
 
     results = []
-    for fmt_name, fn in FORMATS.items():
-        if args.formats != 'all' and not any(fmt_name.startswith(p) for p in args.formats.split(',')):
-            continue
-        t1 = time.time()
-        group = 128 if 'g128' in fmt_name else 32
-
-        def quantized(w):
-            # rows that are not whole groups stay bf16, as the engine's quantizeRule leaves them
-            return w.float() if w.shape[1] % group else torch.from_numpy(fn(w.double().numpy()))
-
-        for n, m in linears.items():
-            m.weight.copy_(quantized(originals[n]))
-        emb.weight.copy_(quantized(emb_original))
-        err = {}
-
-        def hook(name):
-            def h(mod, inputs, out):
-                want = F.linear(inputs[0], originals[name].float())
-                e = err.setdefault(family(name), [0.0, 0.0])
-                e[0] += float(((out.double() - want.double()) ** 2).sum())
-                e[1] += float((want.double() ** 2).sum())
-            return h
-
-        handles = [m.register_forward_hook(hook(n)) for n, m in linears.items()]
-        embeds = emb(ids)
-        want = emb_original.float()[ids]
-        err['tok_embeddings'] = [float(((embeds.double() - want.double()) ** 2).sum()), float((want.double() ** 2).sum())]
-        logits = llm(embeds)
-        for h in handles:
-            h.remove()
+    for f in fmts:
         row = {
-            'format': fmt_name,
-            'families': {k: (v[0] / v[1]) ** 0.5 for k, v in err.items()},
-            'logits_rel_l2': float(((logits.double() - ref_logits.double()).norm() / ref_logits.double().norm())),
-            'argmax_agreement': float((logits.argmax(dim=-1) == ref_argmax).double().mean()),
-            'seconds': time.time() - t1,
+            'format': f,
+            'families': {k: (v[0] / v[1]) ** 0.5 for k, v in err[f].items()},
+            'logits_rel_l2': (dl[f][0] / dl[f][1]) ** 0.5,
+            'argmax_agreement': float((best[f][1] == best['bf16'][1]).double().mean()),
         }
         results.append(row)
         print(json.dumps(row), flush=True)
 
-    fams = ['wqkv', 'wo', 'w1', 'w3', 'w2', 'output', 'tok_embeddings']
-    print(f'\n{args.model}, {args.positions} positions of random ids (teacher forcing)\n')
-    print('| format | ' + ' | '.join(fams) + ' | logits rel L2 | argmax agreement |')
-    print('|---|' + '---|' * (len(fams) + 2))
+    print(f'\n{args.model}, {args.positions} positions of random ids (teacher forcing); families over the first {fp}\n')
+    print('| format | ' + ' | '.join(FAMILIES) + ' | logits rel L2 | argmax agreement |')
+    print('|---|' + '---|' * (len(FAMILIES) + 2))
     for r in results:
-        print(f"| {r['format']} | " + ' | '.join(f"{r['families'].get(f, float('nan')):.2e}" for f in fams) + f" | {r['logits_rel_l2']:.2e} | {100 * r['argmax_agreement']:.1f}% |")
+        print(f"| {r['format']} | " + ' | '.join(f"{r['families'].get(f, float('nan')):.2e}" for f in FAMILIES) + f" | {r['logits_rel_l2']:.2e} | {100 * r['argmax_agreement']:.1f}% |")
 
 
 if __name__ == '__main__':

@@ -1,8 +1,11 @@
 // q8 / q4 weights in every matmul kernel variant, against a float64 matmul over the dequantized
-// weights (dequantizeRows, itself checked bit for bit against numpy in quantize.test.ts).
+// weights (dequantizeRows, itself checked bit for bit against numpy in quantize.test.ts). The
+// dot4I8Packed GEMV (int8 activations per group of 32) against the same reference applied to the
+// activations quantized by the same rule (power-of-two group scale, round half to even, clamp to
+// ±127; kernels/matmul_xq8.wgsl).
 import { afterAll, describe, expect, it } from 'vitest';
 import { getDevice, toBf16Bits, type Gpu, type Tensor } from '../src/gpu/index.js';
-import { matmul, type MatmulOptions } from '../src/ops/matmul.js';
+import { matmul, matmulConfig, useDot4, type MatmulOptions } from '../src/ops/matmul.js';
 import { dequantizeRows, quantizeRows, type QuantDType } from '../src/weights/quantize.js';
 import { uploadQuantized } from '../src/weights/quantize-upload.js';
 import { erf, freshSeed, randn, relL2, rng, testGpu } from './util.js';
@@ -19,7 +22,36 @@ noSubgroups.features.subgroups = false;
 const narrowSubgroups = await testGpu({ adapterClass: 'software' });
 narrowSubgroups.features.subgroupMinSize = 4;
 const bufferWeights = await testGpu({ adapterClass: 'software', texelWeights: false });
-afterAll(() => [software, hardware, noSubgroups, narrowSubgroups, bufferWeights].forEach((g) => g.destroy()));
+const dot4Mode = matmulConfig.dot4;
+afterAll(() => {
+  matmulConfig.dot4 = dot4Mode;
+  [software, hardware, noSubgroups, narrowSubgroups, bufferWeights].forEach((g) => g.destroy());
+});
+
+/** Round half to even (numpy's rint). */
+function rint(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** exponent e of v = f * 2^e, f in [0.5, 1), for a positive normal float64 (frexp) */
+function frexpExp(v: number): number {
+  const b = new DataView(new Float64Array([v]).buffer);
+  return ((b.getUint16(6, true) >> 4) & 0x7ff) - 1022;
+}
+
+/** The activations after int8 quantization per group of 32 along K, as float64 (d * q). */
+function quantizeActivations(x: Float32Array): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let g = 0; g < x.length; g += 32) {
+    let am = 0;
+    for (let i = 0; i < 32; i++) am = Math.max(am, Math.abs(x[g + i]));
+    if (am === 0) continue;
+    const s = frexpExp(am) - 7;
+    for (let i = 0; i < 32; i++) out[g + i] = Math.max(-127, Math.min(127, rint(x[g + i] * 2 ** -s))) * 2 ** s;
+  }
+  return out;
+}
 
 interface Case {
   M: number;
@@ -28,23 +60,34 @@ interface Case {
   dtype: QuantDType;
   bias?: boolean;
   gelu?: boolean;
+  scale?: boolean;
   residual?: boolean | 'inplace';
+  /** the dot4I8Packed GEMV: the reference quantizes the activations as the kernel does */
+  dot4?: boolean;
 }
 
 async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
   const { M, K, N, dtype } = c;
   const x = randn(M * K, rand);
+  if (c.dot4) {
+    // a zero group and a group whose largest value is an exact power of two
+    x.fill(0, 0, 32);
+    x[40] = -4;
+  }
+  const xr = c.dot4 ? quantizeActivations(x) : x;
   const bits = toBf16Bits(randn(N * K, rand, 0.5));
   const wq = dequantizeRows(dtype, quantizeRows(dtype, bits, K), K);
   const bias = randn(N, rand);
+  const scale = randn(N, rand);
   const residual = randn(M * N, rand);
   const want = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k] * wq[n * K + k];
+      for (let k = 0; k < K; k++) s += xr[m * K + k] * wq[n * K + k];
       if (c.bias) s += bias[n];
       if (c.gelu) s = 0.5 * s * (1 + erf(s / Math.SQRT2));
+      if (c.scale) s *= scale[n];
       if (c.residual) s += residual[m * N + n];
       want[m * N + n] = s;
     }
@@ -55,9 +98,11 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
   const opts: MatmulOptions = {};
   const tensors: Tensor[] = [tx, tw];
   if (c.bias) tensors.push((opts.bias = await gpu.upload([N], 'f32', bias)));
+  if (c.scale) tensors.push((opts.scale = await gpu.upload([N], 'f32', scale)));
   if (c.residual) tensors.push((opts.residual = await gpu.upload([M, N], 'f32', residual)));
   if (c.residual === 'inplace') opts.out = opts.residual;
   if (c.gelu) opts.epilogue = 'gelu';
+  matmulConfig.dot4 = c.dot4 ? 'on' : 'off';
   const got = await gpu.step((rec) => {
     const out = matmul(rec, tx, tw, opts);
     if (out !== opts.out) tensors.push(out);
@@ -67,7 +112,8 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
   return relL2(got as Float32Array, want);
 }
 
-const label = (c: Case) => `${c.M}x${c.K}->${c.N} ${c.dtype}${c.bias ? ' +bias' : ''}${c.gelu ? ' +gelu' : ''}${c.residual ? ` +residual${c.residual === 'inplace' ? ' (in place)' : ''}` : ''}`;
+const label = (c: Case) =>
+  `${c.M}x${c.K}->${c.N} ${c.dtype}${c.dot4 ? ' dot4I8Packed' : ''}${c.bias ? ' +bias' : ''}${c.gelu ? ' +gelu' : ''}${c.scale ? ' +scale' : ''}${c.residual ? ` +residual${c.residual === 'inplace' ? ' (in place)' : ''}` : ''}`;
 
 const both = <T>(f: (dtype: QuantDType) => T[]): T[] => (['q4', 'q8'] as const).flatMap(f);
 const gemm: Case = { M: 37, K: 96, N: 131, dtype: 'q4', bias: true, gelu: true, residual: true }; // K: no whole 64-tile, a partly filled scale unit
@@ -80,6 +126,16 @@ const devices: [string, Gpu, Case[]][] = [
   ['software without subgroups', noSubgroups, [{ ...gemm, gelu: false }, gemv]],
   ['software, subgroups of 4', narrowSubgroups, [{ ...gemm, dtype: 'q8', gelu: false }, { ...gemv, dtype: 'q8' }]],
 ];
+// dot4I8Packed GEMV (where the adapter has the WGSL feature): N with no whole workgroup of columns;
+// K = 160, a partly filled scale unit; M = 3, a clamped 4th row
+if (software.features.dot4) {
+  devices.push(
+    ['software (texels), dot4I8Packed', software, both((dtype) => [{ M: 1, K: 4096, N: 67, dtype, dot4: true }, { M: 3, K: 160, N: 131, dtype, dot4: true, bias: true, scale: true, residual: 'inplace' as const }])],
+    ['software, weights in buffers, dot4I8Packed', bufferWeights, both((dtype) => [{ M: 2, K: 288, N: 70, dtype, dot4: true, residual: true }])],
+    ['software, subgroups of 4, dot4I8Packed', narrowSubgroups, [{ M: 1, K: 288, N: 75, dtype: 'q8', dot4: true, bias: true }]],
+    ['hardware, dot4I8Packed', hardware, both((dtype) => [{ M: 5, K: 160, N: 75, dtype, dot4: true, bias: true, residual: true }])],
+  );
+}
 
 describe.each(devices)('quantized matmul on %s kernels', (_, gpu, cases) => {
   it.each(cases.map((c) => [label(c), c] as const))('%s', async (_name, c) => {
@@ -91,6 +147,7 @@ describe('quantized weights split by rows over several bindings', () => {
   const splitCases: Case[] = [
     { M: 11, K: 320, N: 700, dtype: 'q4', bias: true, residual: true },
     { M: 1, K: 320, N: 700, dtype: 'q8', residual: 'inplace' },
+    ...(software.features.dot4 ? [{ M: 1, K: 320, N: 700, dtype: 'q4' as const, dot4: true, residual: 'inplace' as const }] : []),
   ];
   for (const adapterClass of ['software', 'hardware'] as const) {
     it(`${adapterClass}: each part writes its own columns`, async () => {
@@ -102,4 +159,16 @@ describe('quantized weights split by rows over several bindings', () => {
       }
     });
   }
+});
+
+describe('useDot4', () => {
+  const yes = { dot4: true, subgroups: true };
+  it('only for quantized weights on adapters with the feature and subgroups', () => {
+    expect(useDot4('on', yes, 'software', 'q4')).toBe(true);
+    expect(useDot4('on', yes, 'hardware', 'q8')).toBe(true);
+    expect(useDot4('on', yes, 'software', 'bf16')).toBe(false);
+    expect(useDot4('on', { dot4: false, subgroups: true }, 'software', 'q4')).toBe(false);
+    expect(useDot4('on', { dot4: true, subgroups: false }, 'software', 'q4')).toBe(false);
+    expect(useDot4('off', yes, 'software', 'q4')).toBe(false);
+  });
 });

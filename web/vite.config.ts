@@ -9,7 +9,7 @@
 // (The browser builds live in their own folder: Vite's dependency scan caches a specifier's
 // resolution per importing folder, so './decode.js' must not mean both files in one folder.)
 //   node:path                  -> pathe
-//   webgpu, sharp, node:child_process, node:os, node:crypto -> src/browser/unavailable.ts (never called in a browser)
+//   webgpu, sharp, node:child_process -> src/browser/unavailable.ts (never called in a browser)
 
 import { fileURLToPath } from 'node:url';
 import { defineConfig, type Plugin } from 'vite';
@@ -40,8 +40,6 @@ const alias = {
   'node:fs/promises': src('browser/fs.ts'),
   'node:path': 'pathe',
   'node:child_process': src('browser/unavailable.ts'),
-  'node:os': src('browser/unavailable.ts'),
-  'node:crypto': src('browser/unavailable.ts'),
   webgpu: src('browser/unavailable.ts'),
   sharp: src('browser/unavailable.ts'),
 };

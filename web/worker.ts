@@ -3,13 +3,14 @@
 
 import { BudgetError, ChatSession, formatStats, InputError, loadConfig, loadModel, weightBytes, type LoadedModel } from '../src/index.js';
 import { mount, unmount } from '../src/browser/fs.js';
-import { DownloadError, ensureHubModel, formatSize, QuotaError } from '../src/browser/download.js';
+import { DownloadError, ensureHubModel, formatSize, QuotaError, type HubProgress } from '../src/browser/download.js';
 import { describeShortfalls, kernelShortfalls, modelShortfalls, type AdapterLimits } from '../src/browser/limits.js';
 import { BlobSource, HttpSource } from '../src/browser/source.js';
 import { Checkpoint } from '../src/weights/safetensors.js';
 import type { ErrorKind, FromWorker, ModelSource, ToWorker } from './protocol.js';
 
 const MODEL_DIR = '/model';
+type Dtype = Extract<ToWorker, { type: 'load' }>['dtype'];
 
 const post = (m: FromWorker) => (self as unknown as Worker).postMessage(m);
 
@@ -43,7 +44,7 @@ async function checkAdapter(): Promise<AdapterLimits> {
 }
 
 /** Refuses a checkpoint the adapter cannot hold (from its config and tensor headers, before any upload). */
-async function checkModelFits(limits: AdapterLimits, dtype: 'bf16' | 'q8' | 'q4'): Promise<void> {
+async function checkModelFits(limits: AdapterLimits, dtype: Dtype): Promise<void> {
   const config = await loadConfig(MODEL_DIR);
   const tensors = [...(await Checkpoint.open(MODEL_DIR)).tensors.values()];
   weightNeed = { dtype, bytes: weightBytes(tensors, dtype), q4: weightBytes(tensors, 'q4') };
@@ -51,8 +52,8 @@ async function checkModelFits(limits: AdapterLimits, dtype: 'bf16' | 'q8' | 'q4'
   if (short.length) throw new PageError('limits', `This GPU's limits are too small for this model at ${dtype}: ${describeShortfalls(short)}.`);
 }
 
-/** Mounts the checkpoint's files at /model; returns bytes fetched from a hub. */
-async function mountModel(source: ModelSource): Promise<{ name: string; downloaded: number }> {
+/** Mounts the checkpoint's files at /model, checked against the adapter's limits (a hub's before downloading); returns bytes fetched from a hub. */
+async function mountModel(source: ModelSource, limits: AdapterLimits, dtype: Dtype): Promise<{ name: string; downloaded: number }> {
   unmount(MODEL_DIR);
   if (source.kind === 'folder') {
     if (!source.files.length) throw new PageError('model', 'the chosen folder is empty');
@@ -79,19 +80,28 @@ async function mountModel(source: ModelSource): Promise<{ name: string; download
     );
     return { name: base, downloaded: 0 };
   }
-  const { files, commit, downloaded } = await ensureHubModel(source, (p) => post({ type: 'progress', phase: 'download', done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond, file: p.file }));
+  const progress = (p: HubProgress) => post({ type: 'progress', phase: 'download', done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond, file: p.file });
+  // the remote checkpoint's config and tensor headers (Range requests) before gigabytes are fetched
+  const { files, commit, downloaded } = await ensureHubModel(source, progress, undefined, async (urls, headers) => {
+    try {
+      for (const [name, url] of urls) if (/\.(json|safetensors)$/.test(name)) mount(`${MODEL_DIR}/${name}`, await HttpSource.open(url, headers));
+      await checkModelFits(limits, dtype);
+    } finally {
+      unmount(MODEL_DIR);
+    }
+  });
   for (const [name, file] of files) mount(`${MODEL_DIR}/${name}`, new BlobSource(name, file));
   return { name: `${source.repo}@${commit.slice(0, 10)}`, downloaded };
 }
 
-async function load(source: ModelSource, dtype: 'bf16' | 'q8' | 'q4'): Promise<void> {
+async function load(source: ModelSource, dtype: Dtype): Promise<void> {
   session?.dispose();
   session = null;
   loaded?.dispose();
   loaded = null;
   weightNeed = null;
   const limits = await checkAdapter();
-  const { name, downloaded } = await mountModel(source);
+  const { name, downloaded } = await mountModel(source, limits, dtype);
   await checkModelFits(limits, dtype);
   const start = performance.now();
   let bytes = 0;

@@ -109,7 +109,13 @@ function newHasher(f: RemoteFile) {
  * Makes sure the OPFS holds the checkpoint (downloading what is missing) and returns its files by
  * relative path, ready to mount. `onProgress` gets bytes over all files (cached ones count as done).
  */
-export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress) => void, signal?: AbortSignal): Promise<{ commit: string; files: Map<string, File>; downloaded: number }> {
+export async function ensureHubModel(
+  hub: HubModel,
+  onProgress?: (p: HubProgress) => void,
+  signal?: AbortSignal,
+  /** runs before anything is fetched when files are missing, with every file's URL and the request headers (a check of the remote checkpoint's headers) */
+  beforeDownload?: (urls: Map<string, string>, headers: Record<string, string>) => Promise<void>,
+): Promise<{ commit: string; files: Map<string, File>; downloaded: number }> {
   const { commit, files } = await listFiles(hub, signal);
   const root = await navigator.storage.getDirectory();
   const dir = await (await (await root.getDirectoryHandle('hub', { create: true })).getDirectoryHandle(hub.repo.replace(/\//g, '--'), { create: true })).getDirectoryHandle(commit, { create: true });
@@ -121,6 +127,8 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
     if (done?.size === f.size) have.set(f.path, done);
     else missing += f.size - ((await fileIfPresent(dir, `${f.path}.incomplete`))?.size ?? 0);
   }
+  const url = (f: RemoteFile) => `${hub.endpoint}/${hub.repo}/resolve/${commit}/${f.path}`;
+  if (missing > 0) await beforeDownload?.(new Map(files.map((f) => [f.path, url(f)])), hub.token ? { Authorization: `Bearer ${hub.token}` } : {});
   const { quota = 0, usage = 0 } = await navigator.storage.estimate();
   if (missing > quota - usage) {
     throw new QuotaError(`the model needs ${formatSize(missing)} more of browser storage but only ${formatSize(quota - usage)} is free (quota ${formatSize(quota)}, used ${formatSize(usage)}): free disk space, or use a local folder instead`);
@@ -146,7 +154,7 @@ export async function ensureHubModel(hub: HubModel, onProgress?: (p: HubProgress
         hasher.update(buf.subarray(0, n));
       }
       if (at < f.size) {
-        const res = await hubFetch(hub, `${hub.endpoint}/${hub.repo}/resolve/${commit}/${f.path}`, f.path, at > 0 ? { Range: `bytes=${at}-` } : {}, signal);
+        const res = await hubFetch(hub, url(f), f.path, at > 0 ? { Range: `bytes=${at}-` } : {}, signal);
         if (at > 0 && res.status !== 206) {
           // the server ignored the Range: the whole file comes again
           done -= at;

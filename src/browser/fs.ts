@@ -57,14 +57,6 @@ export async function readFile(path: string, encoding?: string | { encoding?: st
 /** Node's open flags: none here (FileSource, which reads files on disk with them, is never made in a browser). */
 export const constants: { O_RDONLY: number; O_DIRECT?: number } = { O_RDONLY: 0 };
 
-/** Writes (the quantized cache beside a checkpoint on disk) never happen here: mounted sources are read-only. */
-function readOnly(): never {
-  throw new Error('the browser file system is read-only');
-}
-export const mkdir = readOnly;
-export const rename = readOnly;
-export const unlink = readOnly;
-
 export interface FileHandle {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   stat(): Promise<Stats>;

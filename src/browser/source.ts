@@ -30,15 +30,16 @@ export class HttpSource implements ByteSource {
   private constructor(
     readonly name: string,
     readonly size: number,
+    private readonly headers: Record<string, string>,
   ) {}
 
-  /** The file's size from a HEAD request; a server that ignores Range requests fails the first read. */
-  static async open(url: string): Promise<HttpSource> {
-    const res = await fetch(url, { method: 'HEAD' });
+  /** The file's size from a HEAD request; a server that ignores Range requests fails the first read. `headers` go with every request (an access token). */
+  static async open(url: string, headers: Record<string, string> = {}): Promise<HttpSource> {
+    const res = await fetch(url, { method: 'HEAD', headers });
     if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
     const size = Number(res.headers.get('content-length') ?? NaN);
     if (!Number.isSafeInteger(size) || size < 0) throw new Error(`${url}: the server sent no Content-Length`);
-    return new HttpSource(url, size);
+    return new HttpSource(url, size, headers);
   }
 
   async read(into: Uint8Array, position: number): Promise<number> {
@@ -60,7 +61,7 @@ export class HttpSource implements ByteSource {
   }
 
   private async fetchRange(start: number, end: number): Promise<Uint8Array> {
-    const res = await fetch(this.name, { headers: { Range: `bytes=${start}-${end - 1}` } });
+    const res = await fetch(this.name, { headers: { ...this.headers, Range: `bytes=${start}-${end - 1}` } });
     if (res.status !== 206) throw new Error(`${this.name}: a Range request got HTTP ${res.status} instead of 206 (the server must support Range requests)`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (bytes.length !== end - start) throw new Error(`${this.name}: asked for ${end - start} bytes at ${start}, got ${bytes.length}`);

@@ -1,6 +1,5 @@
 // Stand-in for Node-only modules in the browser bundle (Vite alias): `webgpu` (Dawn's Node
-// bindings), `sharp`, `node:child_process`, `node:os`, `node:crypto` (the quantized cache beside a
-// checkpoint on disk; a browser's checkpoints are Blobs and URLs, which it never caches). The browser paths never call them (navigator.gpu,
+// bindings), `sharp`, `node:child_process`. The browser paths never call them (navigator.gpu,
 // decode-browser.ts, video-browser.ts); reaching one is a bug, and says which.
 
 function unavailable(what: string): never {
@@ -9,7 +8,5 @@ function unavailable(what: string): never {
 
 export const spawn = (): never => unavailable('node:child_process');
 export const create = (): never => unavailable("Dawn's Node bindings (npm 'webgpu')");
-export const homedir = (): never => unavailable('node:os');
-export const createHash = (): never => unavailable('node:crypto');
 export const globals = {};
 export default (): never => unavailable('sharp');

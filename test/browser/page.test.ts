@@ -9,8 +9,9 @@
 //   greedy text the Node library (Dawn; the same ChatSession run.ts prints) gives; a screenshot of
 //   the chat is written to test/browser/artifacts/; Stop ends a streaming answer, whose text is the
 //   beginning of Node's, and the next question is answered;
-// - an undecodable file, corrupted hub bytes, adapter limits below the model's needs and a GPU
-//   out-of-memory are messages on the page, with the numbers;
+// - an undecodable file, corrupted hub bytes, adapter limits below the model's needs (checked from
+//   the hub's tensor headers before a download, and from cached files) and a GPU out-of-memory are
+//   messages on the page, with the numbers;
 // - a local folder and a folder URL (Range requests) load;
 // - without --enable-unsafe-webgpu the page says there is no WebGPU (a second browser, started
 //   beside the first).
@@ -143,7 +144,7 @@ async function send(question: string, files: string[] = []) {
 
 async function ask(question: string, files: string[] = []): Promise<{ text: string; stats: string }> {
   const answer = await send(question, files);
-  await answer.and(page.locator('[data-done]')).waitFor({ timeout: 240_000 });
+  await answer.and(page.locator('[data-done]')).waitFor({ timeout: 360_000 });
   expect(await answer.getAttribute('data-done'), (await page.textContent('#error-text')) ?? '').toBe('done');
   return { text: (await answer.locator('.text').textContent())!, stats: (await answer.locator('.stats').textContent())! };
 }
@@ -160,6 +161,9 @@ async function cached(repo: string): Promise<Record<string, number>> {
     return out;
   }, repo);
 }
+
+/** Requests that fetched a file's body (not a HEAD, not a bounded Range read of its headers). */
+const bodyFetches = (from: FakeHub, file = '') => from.seen.filter((s) => s.startsWith('GET ') && s.includes('/resolve/') && s.includes(file) && !/bytes=\d+-\d+$/.test(s));
 
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
@@ -199,14 +203,14 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     });
     await loadHub(hub);
     const message = await expectError('quota');
-    await engine().evaluate(() => (navigator.storage.estimate = (self as unknown as { realEstimate: StorageManager['estimate'] }).realEstimate));
+    await engine().evaluate(() => void (navigator.storage.estimate = (self as unknown as { realEstimate: StorageManager['estimate'] }).realEstimate));
     // everything the checkpoint has is missing (the downloader takes every file writeCheckpoint writes)
     const need = readdirSync(model).reduce((n, f) => n + statSync(join(model, f)).size, 0);
     const said = /needs ([\d.]+) MB more of browser storage but only ([\d.]+) MB is free/.exec(message);
     expect(said, message).not.toBeNull();
     expect(Math.abs(Number(said![1]) * 1e6 - need)).toBeLessThanOrEqual(0.05e6);
     expect(Number(said![2])).toBe(4);
-    expect(hub.seen.filter((s) => s.includes('/resolve/'))).toEqual([]);
+    expect(bodyFetches(hub)).toEqual([]);
   }, 60_000);
 
   it('resumes a download cut mid-file with a Range request; the cached file has the hub hash', async () => {
@@ -223,7 +227,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     await page.click('#load-hub');
     await expectReady();
     const cut = statSync(join(model, shard)).size >> 1;
-    const resumed = hub.seen.filter((s) => s.includes(`/resolve/`) && s.includes(shard));
+    const resumed = bodyFetches(hub, shard);
     expect(resumed).toHaveLength(2);
     const from = Number(/bytes=(\d+)-$/.exec(resumed[1])?.[1]);
     expect(from).toBeGreaterThan(0);
@@ -267,7 +271,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     }
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'chat.png'), fullPage: true });
-  }, 400_000);
+  }, 600_000);
 
   it('Stop ends a streaming answer, and the next question is answered', async () => {
     expect(stopQuestion, `every candidate's greedy answer ended before ${STOP_MAX_NEW} tokens`).not.toBe('');
@@ -322,9 +326,17 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
         },
       });
     });
+    // a download is checked from the hub's config and tensor headers before its bytes are fetched
+    badHub.seen.length = 0;
+    await loadHub(badHub);
+    const before = await expectError('limits');
+    expect(bodyFetches(badHub, shard)).toEqual([]);
+    expect(badHub.seen.filter((s) => s.includes(shard) && /bytes=\d+-\d+$/.test(s)).length).toBeGreaterThan(0);
+    // a cached model, from its OPFS files
     await loadHub(hub);
     const message = await expectError('limits');
-    await engine().evaluate(() => Object.defineProperty(GPUAdapter.prototype, 'limits', (self as unknown as { realLimits: PropertyDescriptor }).realLimits));
+    expect(message).toBe(before);
+    await engine().evaluate(() => void Object.defineProperty(GPUAdapter.prototype, 'limits', (self as unknown as { realLimits: PropertyDescriptor }).realLimits));
     // the largest activation of one 512-position prefill step or one vision frame, from config.json
     const c = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8'));
     const v = c.vision_config;
@@ -351,7 +363,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     });
     await loadHub(hub);
     const message = await expectError('out-of-memory');
-    await engine().evaluate(() => Object.assign(GPUDevice.prototype, (self as unknown as { realScopes: object }).realScopes));
+    await engine().evaluate(() => void Object.assign(GPUDevice.prototype, (self as unknown as { realScopes: object }).realScopes));
     expect(message).toMatch(/(allocating \d+ bytes failed|out-of-memory error): simulated: the GPU has no room/);
     // the weights as stored, vectors widened to f32 on the GPU: a little over the shards' bytes
     const said = /The bf16 weights need ([\d.]+) MB of GPU memory \(q4: ([\d.]+) MB\)/.exec(message);

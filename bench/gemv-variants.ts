@@ -1,0 +1,73 @@
+// A/B of software-GEMV kernel variants (defines of kernels/matmul.wgsl) in one process: variants
+// interleaved in rounds of 5 dispatches per submit; median wall and process CPU time (lavapipe's
+// threads are the process's, so CPU time is what a busy host disturbs least).
+//   SHAPE=K,N VARIANTS='[[label, dtype, {defines}, columnsPerWorkgroup], ...]' ROUNDS=11 npx tsx bench/gemv-variants.ts
+// e.g. [["bf16","bf16",{"COLS":2,"X_TEXELS":true},128],["q4","q4",{"COLS":4,"X_TEXELS":true},256]];
+// without VARIANTS: the old layout (1 column, activations from the buffer) beside the kept one.
+import { getDevice, partBuffer, toBf16Bits, type Tensor } from '../src/gpu/index.js';
+import { weightDefines } from '../src/ops/matmul.js';
+import { quantizeRows } from '../src/weights/quantize.js';
+import { allocQuantized } from '../src/weights/quantize-upload.js';
+
+const gpu = await getDevice();
+const [K, N] = (process.env.SHAPE ?? '4096,14336').split(',').map(Number);
+const variants: [string, string, Record<string, unknown>, number][] = JSON.parse(
+  process.env.VARIANTS ??
+    '[["bf16 c1","bf16",{"COLS":1},64],["q4 c1","q4",{"COLS":1},64],["bf16 c2 x texels","bf16",{"COLS":2,"X_TEXELS":true},128],["q8 c2 x texels","q8",{"COLS":2,"X_TEXELS":true},128],["q4 c4 x texels","q4",{"COLS":4,"X_TEXELS":true},256]]',
+);
+async function weight(dtype: string): Promise<Tensor> {
+  const wv = Float32Array.from({ length: 256 * K }, () => (Math.random() - 0.5) * 0.05);
+  if (dtype === 'bf16') {
+    const w = await gpu.allocWeight([N, K], 'bf16', 'w');
+    const bytes = new Uint8Array(toBf16Bits(wv).buffer);
+    for (let off = 0; off < N * K * 2; off += bytes.length) gpu.writeBytes(w, bytes.subarray(0, Math.min(bytes.length, N * K * 2 - off)), off);
+    return w;
+  }
+  const { tensor, storage, rowBytes } = await allocQuantized(gpu, dtype as 'q4', [N, K], 'w');
+  const block = quantizeRows(dtype as 'q4', toBf16Bits(wv), K);
+  for (let r = 0; r < N; r += 256) gpu.writeBytes(storage, block.subarray(0, Math.min(256, N - r) * rowBytes), r * rowBytes);
+  return tensor;
+}
+const ws: Record<string, Tensor> = {};
+for (const d of new Set(variants.map((v) => v[1]))) ws[d] = await weight(d);
+const x = await gpu.upload([1, K], 'f32', Float32Array.from({ length: K }, () => Math.random() - 0.5));
+await gpu.sync();
+const reps = 5;
+let xtex: GPUTexture | undefined;
+const run = async (v: (typeof variants)[number]) => {
+  const [, dtype, extra, cols] = v;
+  const w = ws[dtype];
+  const defines = { ...weightDefines(w.dtype), VEC: true, SUBGROUPS: true, X8: true, GEMV: true, ROWS: 1, ...extra } as Record<string, boolean | number | string>;
+  if (w.texels) defines.W_TEXELS = true;
+  for (const k of Object.keys(defines)) if (defines[k] === false) delete defines[k];
+  const xt = extra.X_TEXELS ? (xtex ??= gpu.device.createTexture({ size: [K / 4, 1], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING })) : null;
+  await gpu.step((rec) => {
+    for (let r = 0; r < reps; r++) {
+      if (xt) rec.dispatch('matmul_xtexels', {}, [rec.uniform([1, K]), x, xt], [Math.ceil(K / 256), 1], 'xt');
+      for (const part of w.parts) {
+        const out = rec.gpu.empty([1, N], 'f32', 'o');
+        const params = rec.uniform([1, N, K, part.rowStart, part.rows]);
+        rec.dispatch('matmul', defines, [params, xt ?? x, part.texture ?? partBuffer(w, part), out], [Math.ceil(part.rows / cols), 1], 'g');
+        out.release();
+      }
+    }
+  });
+  await gpu.sync();
+};
+for (const v of variants) await run(v);
+const t: number[][] = variants.map(() => []);
+const c: number[][] = variants.map(() => []);
+for (let round = 0; round < Number(process.env.ROUNDS ?? 7); round++) {
+  for (const [i, v] of variants.entries()) {
+    const [t0, c0] = [performance.now(), process.cpuUsage()];
+    await run(v);
+    const cu = process.cpuUsage(c0);
+    t[i].push((performance.now() - t0) / reps);
+    c[i].push((cu.user + cu.system) / 1000 / reps);
+  }
+}
+const med = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1];
+const base = med(t[0]);
+const baseC = med(c[0]);
+for (const [i, v] of variants.entries()) console.log(`${v[0].padEnd(24)} ${med(t[i]).toFixed(2)} ms (min ${Math.min(...t[i]).toFixed(2)})  ${(med(t[i]) / base).toFixed(2)}x   cpu ${med(c[i]).toFixed(1)} ms ${(med(c[i]) / baseC).toFixed(2)}x`);
+gpu.destroy();
