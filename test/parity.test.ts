@@ -17,6 +17,7 @@ import { encodeDump, readDump, type Dump } from '../src/parity/dump.js';
 import { inputsFromDump, runCase } from '../src/parity/engine.js';
 import { planVisuals, type Media } from '../src/models/plan.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
+import { expectMatchesDump } from './parity-case.js';
 import { testGpu } from './util.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures/dumps');
@@ -44,16 +45,8 @@ describe.each(PRESETS)('engine vs PyTorch reference, preset %s', (preset) => {
   it.each(['text', 'image', 'two_images', 'video'])('%s: every stage within tolerance, identical greedy ids', async (kase) => {
     expect(await fixtureFiles(preset)).toContain(`${kase}.safetensors`);
     const file = join(FIXTURES, preset, `${kase}.safetensors`);
-    const want = await readDump(file);
-    const model = await models.get(JSON.parse(want.metadata.switches));
-    const rows = JSON.parse(want.metadata.logits_rows) as [number, number];
-    const got = await runCase(model, inputsFromDump(want, file), { maxNewTokens: want.tensors.get('generate.ids')!.shape[0], logitsLast: rows[1] - rows[0] });
-    const c = compareDumps(got, want);
-    const table = formatComparison(c);
-    expect(c.stages.length, table).toBeGreaterThan(3);
-    for (const s of c.stages) expect(s.relL2, `${s.stage}\n${table}`).toBeLessThanOrEqual(s.tolerance);
-    for (const x of c.exact) expect(x.ok, `${x.name}\n${table}`).toBe(true);
-    expect(c.ok).toBe(true);
+    const model = await models.get(JSON.parse((await readDump(file)).metadata.switches));
+    await expectMatchesDump(model, file);
   });
 
   it('text: all prompt logits (the path for dumps that keep every row) agree on the rows the fixture holds', async () => {

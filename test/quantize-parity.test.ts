@@ -7,10 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InternVL } from '../src/models/internvl.js';
-import { compareDumps, formatComparison } from '../src/parity/compare.js';
-import { readDump } from '../src/parity/dump.js';
-import { inputsFromDump, runCase } from '../src/parity/engine.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
+import { expectMatchesDump } from './parity-case.js';
 import { testGpu } from './util.js';
 
 const gpu = await testGpu();
@@ -50,15 +48,6 @@ describe.each([['q4', 'text,image']] as const)('%s engine vs the reference on de
   }, 600_000);
 
   it.each(cases.split(','))('%s: every stage within tolerance, identical greedy ids', async (kase) => {
-    const file = join(dumps, `${kase}.safetensors`);
-    const want = await readDump(file);
-    const rows = JSON.parse(want.metadata.logits_rows) as [number, number];
-    const got = await runCase(model, inputsFromDump(want, file), { maxNewTokens: want.tensors.get('generate.ids')!.shape[0], logitsLast: rows[1] - rows[0] });
-    const c = compareDumps(got, want);
-    const table = formatComparison(c);
-    expect(c.stages.length, table).toBeGreaterThan(3);
-    for (const s of c.stages) expect(s.relL2, `${s.stage}\n${table}`).toBeLessThanOrEqual(s.tolerance);
-    for (const x of c.exact) expect(x.ok, `${x.name}\n${table}`).toBe(true);
-    expect(c.ok).toBe(true);
+    await expectMatchesDump(model, join(dumps, `${kase}.safetensors`));
   });
 });
