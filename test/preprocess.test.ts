@@ -205,6 +205,10 @@ describe('decode errors', () => {
     await expect(decodeImage(big)).rejects.toThrow(/jpeg image is 60000x60000 = 3600.0 megapixels/);
     const gif = Buffer.from('GIF89a\xff\xff\xff\xff\x00\x00\x00', 'latin1');
     await expect(decodeImage(gif)).rejects.toThrow(/gif screen is 65535x65535/);
+    // A 21x13 frame whose LZW minimum code size is 128: the decoder shifts by it unchecked and, on
+    // some data, never ends (the image fuzz hung on such a file, seed 1798548347).
+    const lzw128 = Buffer.from([...Buffer.from('GIF89a'), 21, 0, 13, 0, 0, 0, 0, 0x2c, 0, 0, 0, 0, 21, 0, 13, 0, 0, 128, 6, 7, 10, 10, 24, 16, 64, 0, 0x3b]);
+    await expect(decodeImage(lzw128)).rejects.toThrow(/gif LZW minimum code size 128 is not supported/);
     const bmp = Buffer.alloc(54);
     bmp.write('BM', 0, 'latin1');
     bmp.writeUInt32LE(40, 14);

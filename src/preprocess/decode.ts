@@ -98,6 +98,10 @@ function decodeGif(bytes: Uint8Array): RgbImage {
   const gif = parseGIF(buf);
   const frame = gif.frames.find((f) => 'image' in f);
   if (!frame || !('image' in frame)) throw new Error('gif has no image frame');
+  // gifuct-js shifts by the code size unchecked: a mutated size (e.g. 128) loops forever. PIL too
+  // refuses sizes above 12.
+  const codeSize = frame.image.data.minCodeSize;
+  if (codeSize > 12) throw new Error(`gif LZW minimum code size ${codeSize} is not supported (at most 12)`);
   const parsed = decompressFrame(frame, gif.gct, false);
   const { left, top, width: fw, height: fh } = parsed.dims;
   const width = Math.max(screenW, left + fw);
