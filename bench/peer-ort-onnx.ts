@@ -7,7 +7,8 @@
 /** ONNX TensorProto.DataType values used here */
 export const OnnxType = { float: 1, uint8: 2, float16: 10 } as const;
 
-type Field = Uint8Array;
+/** an encoded field as pieces, concatenated once at the end (initializers are hundreds of MB) */
+type Field = Uint8Array[];
 
 function varint(v: number): number[] {
   if (!Number.isSafeInteger(v) || v < 0) throw new Error(`protobuf varint: ${v} is not a non-negative safe integer`);
@@ -20,22 +21,16 @@ function varint(v: number): number[] {
   return out;
 }
 
-const concat = (parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-};
-
+const size = (f: Field) => f.reduce((s, p) => s + p.length, 0);
 /** varint field (int32, int64, enum) */
-const int = (field: number, v: number): Field => Uint8Array.from([...varint(field << 3), ...varint(v)]);
+const int = (field: number, v: number): Field => [Uint8Array.from([...varint(field << 3), ...varint(v)])];
 /** length-delimited field (string, bytes, embedded message) */
-const bytes = (field: number, b: Uint8Array): Field => concat([Uint8Array.from([...varint((field << 3) | 2), ...varint(b.length)]), b]);
+const bytes = (field: number, b: Uint8Array): Field => [Uint8Array.from([...varint((field << 3) | 2), ...varint(b.length)]), b];
 const str = (field: number, s: string): Field => bytes(field, new TextEncoder().encode(s));
-const msg = (field: number, ...fields: Field[]): Field => bytes(field, concat(fields));
+const msg = (field: number, ...fields: Field[]): Field => {
+  const body = fields.flat();
+  return [Uint8Array.from([...varint((field << 3) | 2), ...varint(size(body))]), ...body];
+};
 
 export interface OnnxTensor {
   name: string;
@@ -57,14 +52,15 @@ export interface OnnxNode {
 export interface OnnxValue {
   name: string;
   type: number;
-  dims: number[];
+  /** a string is a symbolic dimension (any size at run time) */
+  dims: (number | string)[];
 }
 
 /** ModelProto bytes of a graph of `nodes` with constant `initializers` (opset 21, com.microsoft 1). */
 export function onnxModel(nodes: OnnxNode[], initializers: OnnxTensor[], inputs: OnnxValue[], outputs: OnnxValue[]): Uint8Array {
-  // ValueInfoProto{name=1, type=2: TypeProto{tensor_type=1: {elem_type=1, shape=2: {dim=1: {dim_value=1}}}}}
-  const valueInfo = (field: number, v: OnnxValue) =>
-    msg(field, str(1, v.name), msg(2, msg(1, int(1, v.type), msg(2, ...v.dims.map((d) => msg(1, int(1, d)))))));
+  // ValueInfoProto{name=1, type=2: TypeProto{tensor_type=1: {elem_type=1, shape=2: {dim=1: {dim_value=1 | dim_param=2}}}}}
+  const dim = (d: number | string) => msg(1, typeof d === 'string' ? str(2, d) : int(1, d));
+  const valueInfo = (field: number, v: OnnxValue) => msg(field, str(1, v.name), msg(2, msg(1, int(1, v.type), msg(2, ...v.dims.map(dim)))));
   // NodeProto{input=1, output=2, name=3, op_type=4, attribute=5: {name=1, i=3, type=20 (INT=2)}, domain=7}
   const node = (n: OnnxNode, i: number) =>
     msg(
@@ -81,5 +77,12 @@ export function onnxModel(nodes: OnnxNode[], initializers: OnnxTensor[], inputs:
   // GraphProto{node=1, name=2, initializer=5, input=11, output=12}
   const graph = msg(7, ...nodes.map(node), str(2, 'peer'), ...initializers.map(tensor), ...inputs.map((v) => valueInfo(11, v)), ...outputs.map((v) => valueInfo(12, v)));
   // ModelProto{ir_version=1, producer_name=2, graph=7, opset_import=8: {domain=1, version=2}}
-  return concat([int(1, 10), str(2, 'pvc-webgpu bench'), graph, msg(8, str(1, ''), int(2, 21)), msg(8, str(1, 'com.microsoft'), int(2, 1))]);
+  const model = [int(1, 10), str(2, 'pvc-webgpu bench'), graph, msg(8, str(1, ''), int(2, 21)), msg(8, str(1, 'com.microsoft'), int(2, 1))].flat();
+  const out = new Uint8Array(size(model));
+  let off = 0;
+  for (const p of model) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
