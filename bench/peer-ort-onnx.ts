@@ -7,8 +7,14 @@
 /** ONNX TensorProto.DataType values used here */
 export const OnnxType = { float: 1, uint8: 2, float16: 10 } as const;
 
-/** an encoded field as pieces, concatenated once at the end (initializers are hundreds of MB) */
-type Field = Uint8Array[];
+/** bytes written straight into the model's buffer (an initializer of hundreds of MB is never held twice) */
+export interface Filler {
+  length: number;
+  fill: (dst: Uint8Array) => void;
+}
+
+/** an encoded field as pieces, concatenated once at the end */
+type Field = (Uint8Array | Filler)[];
 
 function varint(v: number): number[] {
   if (!Number.isSafeInteger(v) || v < 0) throw new Error(`protobuf varint: ${v} is not a non-negative safe integer`);
@@ -25,7 +31,7 @@ const size = (f: Field) => f.reduce((s, p) => s + p.length, 0);
 /** varint field (int32, int64, enum) */
 const int = (field: number, v: number): Field => [Uint8Array.from([...varint(field << 3), ...varint(v)])];
 /** length-delimited field (string, bytes, embedded message) */
-const bytes = (field: number, b: Uint8Array): Field => [Uint8Array.from([...varint((field << 3) | 2), ...varint(b.length)]), b];
+const bytes = (field: number, b: Uint8Array | Filler): Field => [Uint8Array.from([...varint((field << 3) | 2), ...varint(b.length)]), b];
 const str = (field: number, s: string): Field => bytes(field, new TextEncoder().encode(s));
 const msg = (field: number, ...fields: Field[]): Field => {
   const body = fields.flat();
@@ -37,7 +43,7 @@ export interface OnnxTensor {
   type: number;
   dims: number[];
   /** little-endian raw data */
-  data: Uint8Array;
+  data: Uint8Array | Filler;
 }
 
 export interface OnnxNode {
@@ -81,7 +87,8 @@ export function onnxModel(nodes: OnnxNode[], initializers: OnnxTensor[], inputs:
   const out = new Uint8Array(size(model));
   let off = 0;
   for (const p of model) {
-    out.set(p, off);
+    if (p instanceof Uint8Array) out.set(p, off);
+    else p.fill(out.subarray(off, off + p.length));
     off += p.length;
   }
   return out;

@@ -251,12 +251,18 @@ function ortModels(bits: Uint16Array, q4: Uint8Array, f16: boolean): OrtModel[] 
     ];
     return onnxModel([{ opType: 'MatMulNBits', domain: 'com.microsoft', inputs: ['A', 'B', 'scales'], outputs: ['Y'], intAttrs: { K, N, bits: 4, block_size: QUANT_GROUP } }], init, ...io(type));
   };
-  /** B [K, N] for MatMul: the bf16 weights transposed, as f32 */
+  /** B [K, N] for MatMul: the bf16 weights transposed, as f32 (little-endian: the bf16 bits are the high half) */
   const dense = (): Uint8Array => {
-    const t = new Float32Array(K * N);
-    const u = new Uint32Array(t.buffer);
-    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) u[k * N + n] = bits[n * K + k] << 16;
-    return onnxModel([{ opType: 'MatMul', inputs: ['A', 'B'], outputs: ['Y'] }], [{ name: 'B', type: OnnxType.float, dims: [K, N], data: new Uint8Array(t.buffer) }], ...io(OnnxType.float));
+    const fill = (dst: Uint8Array) => {
+      for (let n = 0; n < N; n++) {
+        for (let k = 0; k < K; k++) {
+          const [i, b] = [4 * (k * N + n), bits[n * K + k]];
+          dst[i + 2] = b & 0xff;
+          dst[i + 3] = b >> 8;
+        }
+      }
+    };
+    return onnxModel([{ opType: 'MatMul', inputs: ['A', 'B'], outputs: ['Y'] }], [{ name: 'B', type: OnnxType.float, dims: [K, N], data: { length: 4 * K * N, fill } }], ...io(OnnxType.float));
   };
   // f32 MatMul first: its session's transient copies (model bytes, ORT's wasm heap) peak before the rest exists
   const models: OrtModel[] = [
