@@ -201,8 +201,9 @@ interface OrtModel {
 
 /** An ORT session on our GPUDevice (M is symbolic: one session serves every shape); inputs in GPU buffers of that device. */
 async function ortContender(ort: Ort, gpu: Gpu, model: OrtModel): Promise<Contender> {
+  const bytes = model.bytes();
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(model.bytes(), { executionProviders: [{ name: 'webgpu', device: gpu.device }], preferredOutputLocation: 'gpu-buffer' });
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: [{ name: 'webgpu', device: gpu.device }], preferredOutputLocation: 'gpu-buffer' });
   const createMs = performance.now() - t0;
   return {
     engine: 'onnxruntime-web',
