@@ -49,8 +49,9 @@ function rint(v: number): number {
  * Quantize `rows` rows of K bf16 values (bit patterns) into the row layout above: returns
  * rows * quantRowBytes(dtype, K) bytes, written into `out` when given (a reused buffer: fresh
  * memory costs a page fault per 4 KiB, which on lavapipe's VM is slower than quantizing it).
+ * `firstRow` numbers the rows in error messages (a block's place in its tensor).
  */
-export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number, out?: Uint8Array): Uint8Array {
+export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number, out?: Uint8Array, firstRow = 0): Uint8Array {
   const rowBytes = quantRowBytes(dtype, K);
   const rows = bits.length / K;
   if (!Number.isInteger(rows)) throw new Error(`${dtype}: ${bits.length} values are not whole rows of ${K}`);
@@ -76,10 +77,10 @@ export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number, ou
         const v = values[i];
         if (Math.abs(v) > Math.abs(m)) m = v;
       }
-      if (nonFinite) throw new Error(`${dtype}: non-finite weight at row ${r}, columns ${g * QUANT_GROUP} .. ${g * QUANT_GROUP + QUANT_GROUP - 1}`);
+      if (nonFinite) throw new Error(`${dtype}: non-finite weight at row ${firstRow + r}, columns ${g * QUANT_GROUP} .. ${g * QUANT_GROUP + QUANT_GROUP - 1}`);
       const d16 = f16Bits(dtype === 'q4' ? m / -8 : Math.abs(m) / 127);
       const d = f16Value(d16);
-      if (!Number.isFinite(d)) throw new Error(`${dtype}: group scale overflows f16 at row ${r}, group ${g}`);
+      if (!Number.isFinite(d)) throw new Error(`${dtype}: group scale overflows f16 at row ${firstRow + r}, group ${g}`);
       for (let i = 0; i < QUANT_GROUP; i++) q[i] = d === 0 ? 0 : Math.min(hi, Math.max(lo, rint(values[i] / d)));
       view.setUint16(row + cb + 2 * g, d16, true);
       if (dtype === 'q8') {
