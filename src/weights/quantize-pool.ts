@@ -115,7 +115,13 @@ class WorkerQuantizer implements Quantizer {
         if (workerData.tsx) (await import(workerData.tsx)).register();
         (await import(workerData.entry)).serveQuantizeWorker();
       })();`;
-    const workers = Array.from({ length: n }, () => new Worker(boot, { eval: true, workerData: { role: ROLE, entry: import.meta.url, tsx }, stdout: false, stderr: false }));
+    const workers: NodeWorker[] = [];
+    try {
+      while (workers.length < n) workers.push(new Worker(boot, { eval: true, workerData: { role: ROLE, entry: import.meta.url, tsx } }));
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
+    }
     const pool = new WorkerQuantizer(workers);
     for (const w of workers) {
       w.on('message', (reply: Reply) => pool.settle(w, reply));
