@@ -83,6 +83,10 @@ def gen_images(out_dir, seed):
     save('first_frame_150x99.gif', Image.fromarray(content(150, 99)).quantize(128), save_all=True,
          append_images=[Image.fromarray(content(150, 99)).quantize(64)])
     save('transparent_70x45.gif', Image.fromarray(content(70, 45)).quantize(32), transparency=3)
+    # LZW corners: 2-bit codes, and noise in 256 colours that fills the 4096-code table (deferred clears)
+    save('two_colour_99x37.gif', Image.fromarray(content(99, 37)).quantize(2))
+    noise = Image.fromarray(rs.randint(0, 256, (240, 320, 3)).astype(np.uint8)).quantize(256)
+    save('noise_320x240.gif', noise, interlace=False)
     save('rgb_301x203.bmp', Image.fromarray(content(301, 203)))
     save('gray_55x70.bmp', Image.fromarray(content(55, 70)[:, :, 0]))
     save('palette_60x31.bmp', Image.fromarray(content(60, 31)).quantize(16))

@@ -209,6 +209,10 @@ describe('decode errors', () => {
     // some data, never ends (the image fuzz hung on such a file, seed 1798548347).
     const lzw128 = Buffer.from([...Buffer.from('GIF89a'), 21, 0, 13, 0, 0, 0, 0, 0x2c, 0, 0, 0, 0, 21, 0, 13, 0, 0, 128, 6, 7, 10, 10, 24, 16, 64, 0, 0x3b]);
     await expect(decodeImage(lzw128)).rejects.toThrow(/gif LZW minimum code size 128 is not supported/);
+    // 2x2, 2-bit codes: clear, then the next free code (6) before any string exists, a literal, 6
+    // again. gifuct-js's decoder made code 6 its own prefix and grew a stack until the heap ran out.
+    const selfPrefix = Buffer.from([...Buffer.from('GIF89a'), 2, 0, 2, 0, 0x80, 0, 0, 0, 0, 0, 255, 255, 255, 0x2c, 0, 0, 0, 0, 2, 0, 2, 0, 0, 2, 2, 0x74, 0x0c, 0, 0x3b]);
+    await expect(decodeImage(selfPrefix)).rejects.toThrow(/gif LZW data is corrupt \(code 6 where 6 codes are defined\)/);
     const bmp = Buffer.alloc(54);
     bmp.write('BM', 0, 'latin1');
     bmp.writeUInt32LE(40, 14);

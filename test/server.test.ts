@@ -212,6 +212,7 @@ describe(`answers equal the library's greedy answer (tiny checkpoint seed ${seed
 
   it('stop sequences cut the answer where the first one completes', async () => {
     const want = expected.image.answer;
+    expect(want.length, 'the reference answer is long enough to hold a stop sequence after its start').toBeGreaterThan(6);
     const stop = want.slice(3, 6);
     const r = await ask(CASES.image.content, { stop: [stop] });
     expect(r.choices[0].message.content).toBe(want.slice(0, want.indexOf(stop)));

@@ -3,13 +3,13 @@
 // transparent index keeps its palette colour), no EXIF rotation, no ICC colour transform.
 //
 // Node: sharp (libvips with libjpeg-turbo's decoder, libspng, libwebp) for JPEG/PNG/WebP, which
-// decodes bit-identically to PIL 9.4 on the tested files; gifuct-js for GIF (sharp composites GIF
-// transparency, PIL does not); our own PIL-exact BMP reader (bmp.ts). Every declared dimension is
+// decodes bit-identically to PIL 9.4 on the tested files; our GIF reader (gif.ts: sharp composites
+// GIF transparency, PIL does not); our own PIL-exact BMP reader (bmp.ts). Every declared dimension is
 // checked from the header (header.ts) before any of them allocates. sharp is imported lazily so
 // that a browser build can swap in createImageBitmap behind the same decodeImage().
 
-import { decompressFrame, parseGIF } from 'gifuct-js';
 import { decodeBmp } from './bmp.js';
+import { decodeGif } from './gif.js';
 import { checkSize, imageHeader, MAX_PIXELS, pngFormat, type ImageFormat } from './header.js';
 import type { RgbImage } from './resize.js';
 
@@ -88,40 +88,3 @@ function toRgb(src: Uint8Array, width: number, height: number, channels: number)
   return { width, height, data: out };
 }
 
-/** First frame as PIL loads it: a canvas of the screen size (grown to fit the frame), pixels
- *  outside the frame hold the transparent index (else 0), then every index maps through the
- *  frame's palette (local, else global) or, with no palette, is a gray level. */
-function decodeGif(bytes: Uint8Array): RgbImage {
-  const screenW = bytes[6] | (bytes[7] << 8);
-  const screenH = bytes[8] | (bytes[9] << 8);
-  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  const gif = parseGIF(buf);
-  const frame = gif.frames.find((f) => 'image' in f);
-  if (!frame || !('image' in frame)) throw new Error('gif has no image frame');
-  // gifuct-js shifts by the code size unchecked: a mutated size (e.g. 128) loops forever. PIL too
-  // refuses sizes above 12.
-  const codeSize = frame.image.data.minCodeSize;
-  if (codeSize > 12) throw new Error(`gif LZW minimum code size ${codeSize} is not supported (at most 12)`);
-  const parsed = decompressFrame(frame, gif.gct, false);
-  const { left, top, width: fw, height: fh } = parsed.dims;
-  const width = Math.max(screenW, left + fw);
-  const height = Math.max(screenH, top + fh);
-  const hasTransparency = frame.gce?.extras?.transparentColorGiven ?? false;
-  const indices = new Uint8Array(width * height).fill(hasTransparency ? parsed.transparentIndex : 0);
-  const pixels = parsed.pixels;
-  if (pixels.length < fw * fh) throw new Error(`gif frame data is truncated (${pixels.length} of ${fw * fh} pixels)`);
-  for (let y = 0; y < fh; y++) {
-    for (let x = 0; x < fw; x++) indices[(top + y) * width + left + x] = pixels[y * fw + x];
-  }
-  const hasPalette = frame.image.descriptor.lct.exists || gif.lsd.gct.exists;
-  const palette = parsed.colorTable;
-  const out = new Uint8Array(width * height * 3);
-  for (let i = 0; i < indices.length; i++) {
-    const v = indices[i];
-    const rgb = hasPalette ? palette[v] ?? [0, 0, 0] : [v, v, v];
-    out[i * 3] = rgb[0];
-    out[i * 3 + 1] = rgb[1];
-    out[i * 3 + 2] = rgb[2];
-  }
-  return { width, height, data: out };
-}
