@@ -66,11 +66,13 @@ describe('quantizing on worker threads: failures', () => {
     expect(ports()).toBe(before);
   });
 
-  it('PVC_QUANT_WORKERS must be a whole number', async () => {
+  it('PVC_QUANT_WORKERS must be a whole number (the load fails before uploading, and leaves no cache file)', async () => {
     const saved = process.env.PVC_QUANT_WORKERS;
     process.env.PVC_QUANT_WORKERS = 'many';
+    const dir = join(tmp, 'env-cache');
     try {
-      await expect(uploadTensors(gpu, await Checkpoint.open(TINY), { quantize: layers, quantCache: false })).rejects.toThrow('PVC_QUANT_WORKERS=many: expected a whole number');
+      await expect(uploadTensors(gpu, await Checkpoint.open(TINY), { quantize: layers, quantCache: { dir } })).rejects.toThrow('PVC_QUANT_WORKERS=many: expected a whole number');
+      expect(readdirSync(dir)).toEqual([]); // the cache file begun for this load was removed
     } finally {
       if (saved === undefined) delete process.env.PVC_QUANT_WORKERS;
       else process.env.PVC_QUANT_WORKERS = saved;

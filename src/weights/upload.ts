@@ -489,15 +489,17 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
 
 async function uploadWith(gpu: Gpu, infos: TensorInfo[], opts: UploadOptions, cache: QuantCacheSession | null): Promise<Map<string, Tensor>> {
   const total = infos.reduce((s, t) => s + (cache?.cached(t.name)?.info ?? t).byteLength, 0);
-  const feed = await openFeed(infos, opts, cache);
-  const up = new Uploader(gpu, total, opts, stagingCapacity(infos, opts), cache, feed);
-  if (feed) up.breakdown.quantizeWorkers = feed.workers;
   const out = new Map<string, Tensor>();
+  let feed: QuantizeFeed | null = null;
+  let up: Uploader | undefined;
   try {
+    feed = await openFeed(infos, opts, cache);
+    up = new Uploader(gpu, total, opts, stagingCapacity(infos, opts), cache, feed);
+    if (feed) up.breakdown.quantizeWorkers = feed.workers;
     for (const info of infos) out.set(info.name, await up.upload(info));
     await up.finish(infos.at(-1)?.name ?? '');
   } catch (e) {
-    up.destroy();
+    up?.destroy();
     for (const t of out.values()) t.release();
     await cache?.abort();
     throw e;
