@@ -175,27 +175,28 @@ FAMILIES = ['wqkv', 'wo', 'w1', 'w3', 'w2', 'output', 'tok_embeddings']
 
 
 class Checkpoint:
-    """Rows of bf16 / f32 tensors read on demand from a (sharded) safetensors checkpoint, as f32."""
+    """Rows of bf16 / f32 tensors read on demand from a (sharded) safetensors checkpoint, as f32
+    (read, not mapped: mapped pages would count in the process's RSS, the whole checkpoint by the end)."""
 
     def __init__(self, model_dir):
         weight_map, files = checkpoint_files(model_dir)
         self.where = {}
         for path in files:
             header, _, start = read_header(path)
-            data = np.memmap(path, dtype=np.uint8, mode='r', offset=start)
+            fd = os.open(path, os.O_RDONLY)
             for name, info in header.items():
-                self.where[name] = (data, info)
+                self.where[name] = (fd, start, info)
 
     def shape(self, name):
-        return self.where[name][1]['shape']
+        return self.where[name][2]['shape']
 
     def rows(self, name, r0, r1):
-        data, info = self.where[name]
+        fd, start, info = self.where[name]
         shape = info['shape']
         row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
         size = {'BF16': 2, 'F16': 2, 'F32': 4}[info['dtype']]
-        b = info['data_offsets'][0] + r0 * row * size
-        raw = np.frombuffer(bytes(data[b:b + (r1 - r0) * row * size]), dtype={'BF16': np.uint16, 'F16': np.float16, 'F32': np.float32}[info['dtype']])
+        b = start + info['data_offsets'][0] + r0 * row * size
+        raw = np.frombuffer(os.pread(fd, (r1 - r0) * row * size, b), dtype={'BF16': np.uint16, 'F16': np.float16, 'F32': np.float32}[info['dtype']])
         t = bf16_bits_to_f32(raw) if info['dtype'] == 'BF16' else torch.from_numpy(raw.astype(np.float32))
         return t.reshape([r1 - r0] + list(shape[1:]))
 
