@@ -26,6 +26,7 @@ const LOADING = /loading weights/;
 const STATS = /(\d+) prompt tokens(?: \(\d+ prefilled\))?, (\d+) new \(([\w-]+)\)/g;
 
 interface Child {
+  pid: number;
   stdout: string;
   stderr: string;
   write(text: string): void;
@@ -42,6 +43,7 @@ function start(args: string[], env: Record<string, string> = {}): Child {
   delete childEnv.PVC_DEBUG;
   const p = spawn(process.execPath, ['--import', 'tsx', 'run.ts', ...args], { cwd: ROOT, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
   const c: Child = {
+    pid: p.pid!,
     stdout: '',
     stderr: '',
     write: (text) => p.stdin.write(text),
@@ -89,6 +91,55 @@ describe('stdout closed by its reader (`| head -c 3`)', () => {
     expect(c.stderr).not.toMatch(/EPIPE|\n\s+at /);
     expect(code, c.stderr).toBe(0);
     expect(stats(c.stderr), 'the answer was cut short, so no stats line').toEqual([]);
+  }, 180_000);
+});
+
+/** Live (not zombie) processes whose parent is `pid`, from /proc. */
+function childrenOf(pid: number): number[] {
+  const kids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = (() => { try { return readFileSync(`/proc/${entry}/stat`, 'utf8'); } catch { return ''; } })();
+    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(ppid) === pid && state !== 'Z') kids.push(Number(entry));
+  }
+  return kids;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+describe('the program killed with SIGKILL', () => {
+  // Plain pipes as a shell makes them (the test's own stdio would be socket pairs, whose end the
+  // child sees): the parent, killed, leaves the relaunched child waiting at its prompt.
+  it('its relaunched child (the process holding the weights) stops too, even while idle at the prompt', async () => {
+    const err = join(tmp, 'sigkill.err');
+    const env: Record<string, string | undefined> = { ...process.env };
+    delete env.PVC_DEBUG;
+    const command = `sleep 300 | exec '${process.execPath}' --import tsx run.ts --model '${model}' --interactive --prompt '${SHORT}' --max-new-tokens 8 > /dev/null 2> '${err}'`;
+    const shell = spawn('bash', ['-c', command], { cwd: ROOT, env, stdio: 'ignore' });
+    const t0 = Date.now();
+    const ready = () => existsSync(err) && readFileSync(err, 'utf8').endsWith('> ');
+    while (!ready() && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 100));
+    const others = childrenOf(shell.pid!);
+    const parent = others.find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('run.ts'));
+    const [kid] = parent ? childrenOf(parent) : [];
+    try {
+      expect(ready(), `the first answer and the next prompt: ${existsSync(err) && readFileSync(err, 'utf8')}`).toBe(true);
+      expect(kid, 'run.ts runs itself as a child (stderr filter)').toBeGreaterThan(0);
+      process.kill(parent!, 'SIGKILL');
+      const t1 = Date.now();
+      while (alive(kid) && Date.now() - t1 < 30_000) await new Promise((r) => setTimeout(r, 100));
+      expect(alive(kid), 'the child outlived its parent').toBe(false);
+    } finally {
+      for (const pid of [kid, ...others]) if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+    }
   }, 180_000);
 });
 

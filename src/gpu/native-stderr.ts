@@ -54,12 +54,19 @@ export function dawnWarningFilter(write: (s: string) => void): { push(chunk: str
  * In the program as the user started it: run the same program as a child with stderr filtered,
  * and resolve with the exit status to leave with. In that child: resolve with null (go on).
  * Signals: a terminal's Ctrl-C reaches both processes (same process group), so the parent lets
- * the child handle it; a signal sent to the parent alone (kill, a supervisor) is passed on.
+ * the child handle it; a signal sent to the parent alone (kill, a supervisor) is passed on, and
+ * the parent's death (SIGKILL included) reaches the child as its IPC channel closing.
  */
 export async function runWithDawnWarningsFiltered(): Promise<number | null> {
-  if (process.env[CHILD_MARK] === '1') return null;
+  if (process.env[CHILD_MARK] === '1') {
+    // The IPC channel closes when the parent dies, even by SIGKILL: stop then as if sent SIGTERM
+    // (the server finishes its answers) instead of running on, orphaned, holding the weights.
+    process.channel?.unref();
+    process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+    return null;
+  }
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    stdio: ['inherit', 'inherit', 'pipe'],
+    stdio: ['inherit', 'inherit', 'pipe', 'ipc'],
     env: { ...process.env, [CHILD_MARK]: '1', [STDERR_IS_TTY]: process.stderr.isTTY ? '1' : '' },
   });
   const filter = dawnWarningFilter((s) => process.stderr.write(s));
