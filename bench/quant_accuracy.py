@@ -1,6 +1,6 @@
 """Accuracy of the q8 / q4 formats on a checkpoint (a property to report, not a test).
 
-    /usr/bin/python3 bench/quant_accuracy.py /work/ckpt/mid [--positions 512] [--formats q8,q4]
+    /usr/bin/python3 bench/quant_accuracy.py /work/ckpt/mid [--positions 512] [--formats 'q8 (ours,q4 (ours' | all] [--self-test]
 
 The LLM of the PyTorch reference (test/reference, f32 compute) over the same random token ids with
 teacher forcing, run with the checkpoint's bf16 weights and with the LLM's weights (linear layers,
