@@ -1,6 +1,6 @@
 """Accuracy of the q8 / q4 formats on a checkpoint (a property to report, not a test).
 
-    /usr/bin/python3 bench/quant_accuracy.py /work/ckpt/mid [--positions 512] [--formats q8,q4]
+    /usr/bin/python3 bench/quant_accuracy.py /work/ckpt/mid [--positions 512] [--formats 'q8 (ours,q4 (ours' | all] [--self-test]
 
 The LLM of the PyTorch reference (test/reference, f32 compute) over the same random token ids with
 teacher forcing, run with the checkpoint's bf16 weights and with the LLM's weights (linear layers,
@@ -13,8 +13,14 @@ weights per format (~1 GB for mid) whatever the model size. Reports, per format:
     --family-positions positions);
   - logits relative L2 against the bf16 run, and the share of positions whose argmax agrees.
 Prints a JSON line per format and a markdown table.
+
+Every f32 matrix product (linear layers, LM head, attention's two products) goes through oneDNN
+(`matmul`, below): Debian's PyTorch has only the generic reference BLAS, ~10x slower. A check at
+startup compares that path against float64 products before anything is measured (`--self-test` runs
+only the check).
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -30,6 +36,74 @@ sys.path.insert(0, os.path.join(HERE, '..', 'test'))
 from pvc_reference import InternLM2DecoderLayer, InternLM2RMSNorm, parse_config  # noqa: E402
 from safetensors_io import bf16_bits_to_f32, checkpoint_files, read_header  # noqa: E402
 from quantize_ref import quantize  # noqa: E402
+
+
+_linear, _matmul = F.linear, torch.Tensor.__matmul__
+
+
+def matmul(a, b):
+    """a [..., n, K] @ b [..., K, m] for f32 tensors through oneDNN's f32 inner product (f32
+    accumulation); anything else (other dtypes, broadcasting) through PyTorch's own path."""
+    if a.dtype != torch.float32 or b.dtype != torch.float32 or a.dim() < 2 or b.dim() < 2 or a.shape[:-2] != b.shape[:-2]:
+        return _matmul(a, b)
+    matmul.calls += 1
+    a2, bt = a.reshape(-1, *a.shape[-2:]), b.transpose(-1, -2).reshape(-1, b.shape[-1], b.shape[-2])
+    out = [torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), w.contiguous().to_mkldnn(), None).to_dense() for x, w in zip(a2, bt)]
+    return torch.stack(out).reshape(*a.shape[:-1], b.shape[-1])
+
+
+matmul.calls = 0
+
+
+def linear(x, w, bias=None):
+    if bias is not None or w.dim() != 2:
+        return _linear(x, w, bias)
+    return matmul(x.reshape(-1, x.shape[-1]), w.t()).reshape(*x.shape[:-1], w.shape[0])
+
+
+@contextlib.contextmanager
+def onednn_f32():
+    """F.linear (nn.Linear, the LM head) and the @ of the reference's attention through matmul."""
+    F.linear, torch.Tensor.__matmul__ = linear, matmul
+    try:
+        yield
+    finally:
+        F.linear, torch.Tensor.__matmul__ = _linear, _matmul
+
+
+def self_test(lc, tol=1e-5):
+    """The oneDNN path against float64 products (rel L2 <= tol, f32 accumulation over K up to 3585) on
+    odd shapes, and a decoder layer of this config's shapes against the same layer without it, so a
+    wrong fast path (or one the layer does not take) cannot change the reported numbers."""
+    g = torch.Generator().manual_seed(1)
+
+    worst = [0.0]
+
+    def check(what, got, want):
+        e = float((got.double() - want).norm() / want.norm())
+        assert got.dtype == torch.float32 and got.shape == want.shape and e <= tol, f'oneDNN self-test: {what}: rel L2 {e:.2e} (shape {list(got.shape)})'
+        worst[0] = max(worst[0], e)
+
+    with onednn_f32():
+        for n, K, N in [(1, 33, 7), (37, 1025, 129), (65, 3585, 1023), (3, 7, 5)]:
+            x, w = torch.randn(n, K, generator=g), torch.randn(N, K, generator=g)
+            check(f'F.linear {n}x{K}->{N}', F.linear(x, w), x.double() @ w.double().t())
+            check(f'F.linear {n}x3x{K}->{N}', F.linear(x.expand(3, n, K), w), x.double().expand(3, n, K) @ w.double().t())
+        for h, n, d, L in [(3, 17, 129, 31), (8, 64, 128, 64)]:
+            q, k = torch.randn(h, n, d, generator=g), torch.randn(h, L, d, generator=g)
+            check(f'{h}x{n}x{d} @ ({h}x{L}x{d})^T', q @ k.transpose(1, 2), q.double() @ k.double().transpose(1, 2))
+            p = torch.rand(h, n, L, generator=g)
+            check(f'{h}x{n}x{L} @ {h}x{L}x{d}', p @ k, p.double() @ k.double())
+        layer = InternLM2DecoderLayer(lc)
+        for t in layer.parameters():
+            t.copy_(torch.randn(t.shape, generator=g) * (0.05 if t.dim() == 2 else 1))
+        x = torch.randn(45, lc.hidden_size, generator=g)
+        calls = matmul.calls
+        got = layer(x, 0, None)
+        assert matmul.calls - calls == 7, f'oneDNN self-test: the decoder layer took the oneDNN path {matmul.calls - calls} times, not 7'
+    # the reference's softmax is f32 whatever its input, so the layer's reference is PyTorch's own f32 path
+    check('decoder layer against its f32 PyTorch path', got, layer(x, 0, None).double())
+    return worst[0]
 
 
 def q4_absmax7(x):
@@ -101,27 +175,28 @@ FAMILIES = ['wqkv', 'wo', 'w1', 'w3', 'w2', 'output', 'tok_embeddings']
 
 
 class Checkpoint:
-    """Rows of bf16 / f32 tensors read on demand from a (sharded) safetensors checkpoint, as f32."""
+    """Rows of bf16 / f32 tensors read on demand from a (sharded) safetensors checkpoint, as f32
+    (read, not mapped: mapped pages would count in the process's RSS, the whole checkpoint by the end)."""
 
     def __init__(self, model_dir):
         weight_map, files = checkpoint_files(model_dir)
         self.where = {}
         for path in files:
             header, _, start = read_header(path)
-            data = np.memmap(path, dtype=np.uint8, mode='r', offset=start)
+            fd = os.open(path, os.O_RDONLY)
             for name, info in header.items():
-                self.where[name] = (data, info)
+                self.where[name] = (fd, start, info)
 
     def shape(self, name):
-        return self.where[name][1]['shape']
+        return self.where[name][2]['shape']
 
     def rows(self, name, r0, r1):
-        data, info = self.where[name]
+        fd, start, info = self.where[name]
         shape = info['shape']
         row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
         size = {'BF16': 2, 'F16': 2, 'F32': 4}[info['dtype']]
-        b = info['data_offsets'][0] + r0 * row * size
-        raw = np.frombuffer(bytes(data[b:b + (r1 - r0) * row * size]), dtype={'BF16': np.uint16, 'F16': np.float16, 'F32': np.float32}[info['dtype']])
+        b = start + info['data_offsets'][0] + r0 * row * size
+        raw = np.frombuffer(os.pread(fd, (r1 - r0) * row * size, b), dtype={'BF16': np.uint16, 'F16': np.float16, 'F32': np.float32}[info['dtype']])
         t = bf16_bits_to_f32(raw) if info['dtype'] == 'BF16' else torch.from_numpy(raw.astype(np.float32))
         return t.reshape([r1 - r0] + list(shape[1:]))
 
@@ -136,12 +211,22 @@ def main():
     ap.add_argument('--family-positions', type=int, default=64)
     ap.add_argument('--formats', default='q8 (ours,q4 (ours,q4 + int8', help='comma-separated prefixes of format names, or all')
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--self-test', action='store_true', help='only check the oneDNN f32 path and exit')
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     with open(os.path.join(args.model, 'config.json')) as f:
         lc = parse_config(json.load(f)).llm
+    worst = self_test(lc)
+    print(f'# oneDNN f32 self-test passed (worst rel L2 {worst:.1e}) in {time.time() - t0:.1f} s', file=sys.stderr, flush=True)
+    if args.self_test:
+        return
+    with onednn_f32():
+        measure(args, lc, t0)
+
+
+def measure(args, lc, t0):
     ck = Checkpoint(args.model)
     pre = 'language_model.'
     vocab = ck.shape(pre + 'output.weight')[0]

@@ -4,14 +4,14 @@
 // never gives wrong weights or a failed load.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tensor } from '../src/gpu/tensor.js';
 import { CACHE_FOLDER, cacheDirs, cacheFileName, type QuantCacheOptions } from '../src/weights/quant-cache.js';
 import { quantizeRule, quantRowBytes, type QuantDType } from '../src/weights/quantize.js';
 import { Checkpoint, type TensorInfo } from '../src/weights/safetensors.js';
-import { uploadTensors, type UploadProgress } from '../src/weights/upload.js';
+import { uploadTensors, type UploadOptions, type UploadProgress } from '../src/weights/upload.js';
 import { testGpu } from './util.js';
 
 const TINY = '/work/ckpt/tiny';
@@ -36,14 +36,15 @@ interface Loaded {
   /** the cache status of every progress report, in order */
   statuses: string[];
   quantizeSeconds: number;
+  quantizeWorkers?: number;
 }
 
 /** The decoder layers' weights only (not the 92553-row embedding and output tables): quick to quantize, for the tests of invalidation. */
 const layersOnly = (dtype: QuantDType) => (t: TensorInfo) => (quantizeRule(dtype)!(t) && t.name.includes('.layers.') ? dtype : undefined);
 
-async function load(dir: string, dtype: QuantDType, quantCache?: QuantCacheOptions | false, quantize = quantizeRule(dtype)): Promise<Loaded> {
+async function load(dir: string, dtype: QuantDType, quantCache?: QuantCacheOptions | false, quantize = quantizeRule(dtype), more: UploadOptions = {}): Promise<Loaded> {
   const progress: UploadProgress[] = [];
-  const tensors = await uploadTensors(gpu, await Checkpoint.open(dir), { quantize, quantCache, onProgress: (p) => progress.push(p) });
+  const tensors = await uploadTensors(gpu, await Checkpoint.open(dir), { ...more, quantize, quantCache, onProgress: (p) => progress.push(p) });
   const bytes = new Map<string, Uint8Array>();
   for (const [name, t] of tensors) {
     // quantized weights read back as the 16-bit storage they are copied into
@@ -53,7 +54,7 @@ async function load(dir: string, dtype: QuantDType, quantCache?: QuantCacheOptio
     t.release();
   }
   const last = progress.at(-1)!;
-  return { bytes, statuses: [...new Set(progress.map((p) => p.breakdown.quantCache ?? ''))], quantizeSeconds: last.breakdown.quantizeSeconds };
+  return { bytes, statuses: [...new Set(progress.map((p) => p.breakdown.quantCache ?? ''))], quantizeSeconds: last.breakdown.quantizeSeconds, quantizeWorkers: last.breakdown.quantizeWorkers };
 }
 
 function expectSameTensors(a: Loaded, b: Loaded): void {
@@ -196,5 +197,24 @@ describe('quantized cache (tiny checkpoint)', () => {
       if (saved === undefined) delete process.env.XDG_CACHE_HOME;
       else process.env.XDG_CACHE_HOME = saved;
     }
+  });
+
+  it('q4 on 3 worker threads: GPU tensors and cache file byte-identical to the main thread and to numpy', async () => {
+    const dtype = 'q4';
+    const dir = copyTiny('threads');
+    const path = join(dir, CACHE_FOLDER, cacheFileName(dtype));
+    // several blocks in flight across tensors, finishing out of order on 2 cores; the embedding table spans 3 blocks, and
+    // small staging pieces take blocks a few rows at a time
+    const rule = (t: TensorInfo) => layersOnly(dtype)(t) ?? (t.name.endsWith('tok_embeddings.weight') ? dtype : undefined);
+    const main = await load(dir, dtype, undefined, rule, { quantizeWorkers: 0 });
+    expect(main.quantizeWorkers).toBe(0);
+    renameSync(path, `${path}.main`);
+    const threads = await load(dir, dtype, undefined, rule, { quantizeWorkers: 3, stagingBytes: 64 << 10 });
+    expect(threads.quantizeWorkers).toBe(3);
+    expect(threads.statuses.at(-1)).toBe(`written to ${path}`);
+    expectSameTensors(main, threads);
+    expect(Buffer.compare(readFileSync(path), readFileSync(`${path}.main`))).toBe(0);
+    const ckpt = await Checkpoint.open(dir);
+    expect(pyCheck(path, dir)).toBe([...ckpt.tensors.values()].filter((t) => rule(t)).length);
   });
 });

@@ -53,6 +53,9 @@ describe.each(['q4', 'q8'] as const)('%s quantizer', (dtype) => {
       expect(diff, `first differing byte (seed ${seed})`).toBe(-1);
       expect(got.length).toBe(want.bytes.length);
       expect(Array.from(dequantizeRows(dtype, got, K))).toEqual(Array.from(want.values));
+      // into a reused buffer holding other bytes (the loader's workers reuse theirs): the same bytes
+      const poisoned = new Uint8Array(got.length).fill(0xa5);
+      expect(Buffer.compare(quantizeRows(dtype, bits, K, poisoned), Buffer.from(want.bytes))).toBe(0);
     });
   }
   it('rejects rows that are not whole groups and non-finite weights', () => {

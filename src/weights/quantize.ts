@@ -16,7 +16,6 @@
 //   then ceil(K / 256) * 16 bytes of scales: f16 bits of d_g at byte codeBytes + 2g, zero padded,
 //   so a row is a whole number of 16-byte texels and group scales sit 8 to a texel.
 
-import { bf16BitsToF32 } from '../gpu/tensor.js';
 import type { TensorInfo } from './safetensors.js';
 
 export type QuantDType = 'q8' | 'q4';
@@ -48,16 +47,21 @@ function rint(v: number): number {
 
 /**
  * Quantize `rows` rows of K bf16 values (bit patterns) into the row layout above: returns
- * rows * quantRowBytes(dtype, K) bytes.
+ * rows * quantRowBytes(dtype, K) bytes, written into `out` when given (a reused buffer: fresh
+ * memory costs a page fault per 4 KiB, which on lavapipe's VM is slower than quantizing it).
+ * `firstRow` numbers the rows in error messages (a block's place in its tensor).
  */
-export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number): Uint8Array {
+export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number, out?: Uint8Array, firstRow = 0): Uint8Array {
   const rowBytes = quantRowBytes(dtype, K);
   const rows = bits.length / K;
   if (!Number.isInteger(rows)) throw new Error(`${dtype}: ${bits.length} values are not whole rows of ${K}`);
-  const out = new Uint8Array(rows * rowBytes);
-  const view = new DataView(out.buffer);
+  if (out && out.length !== rows * rowBytes) throw new Error(`${dtype}: an output of ${out.length} bytes for ${rows} rows of ${rowBytes}`);
+  out ??= new Uint8Array(rows * rowBytes);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   const cb = codeBytes(dtype, K);
-  const values = bf16BitsToF32(bits);
+  // one group's values, widened from bf16 by a shift (exact)
+  const wide = new Uint32Array(QUANT_GROUP);
+  const values = new Float32Array(wide.buffer);
   const q = new Int32Array(QUANT_GROUP);
   const [lo, hi] = dtype === 'q4' ? [-8, 7] : [-127, 127];
   for (let r = 0; r < rows; r++) {
@@ -65,17 +69,19 @@ export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number): U
     for (let g = 0; g < K / QUANT_GROUP; g++) {
       const x0 = r * K + g * QUANT_GROUP;
       let m = 0;
+      let nonFinite = false;
       for (let i = 0; i < QUANT_GROUP; i++) {
-        const v = values[x0 + i];
+        const b = bits[x0 + i];
+        nonFinite ||= (b & 0x7f80) === 0x7f80; // all-ones exponent: infinity or NaN
+        wide[i] = b << 16;
+        const v = values[i];
         if (Math.abs(v) > Math.abs(m)) m = v;
       }
-      if (!Number.isFinite(m) || !Number.isFinite(values.subarray(x0, x0 + QUANT_GROUP).reduce((a, b) => a + b, 0))) {
-        throw new Error(`${dtype}: non-finite weight at row ${r}, columns ${g * QUANT_GROUP} .. ${g * QUANT_GROUP + QUANT_GROUP - 1}`);
-      }
+      if (nonFinite) throw new Error(`${dtype}: non-finite weight at row ${firstRow + r}, columns ${g * QUANT_GROUP} .. ${g * QUANT_GROUP + QUANT_GROUP - 1}`);
       const d16 = f16Bits(dtype === 'q4' ? m / -8 : Math.abs(m) / 127);
       const d = f16Value(d16);
-      if (!Number.isFinite(d)) throw new Error(`${dtype}: group scale overflows f16 at row ${r}, group ${g}`);
-      for (let i = 0; i < QUANT_GROUP; i++) q[i] = d === 0 ? 0 : Math.min(hi, Math.max(lo, rint(values[x0 + i] / d)));
+      if (!Number.isFinite(d)) throw new Error(`${dtype}: group scale overflows f16 at row ${firstRow + r}, group ${g}`);
+      for (let i = 0; i < QUANT_GROUP; i++) q[i] = d === 0 ? 0 : Math.min(hi, Math.max(lo, rint(values[i] / d)));
       view.setUint16(row + cb + 2 * g, d16, true);
       if (dtype === 'q8') {
         for (let i = 0; i < QUANT_GROUP; i++) out[row + g * QUANT_GROUP + i] = q[i] & 0xff;
@@ -85,8 +91,21 @@ export function quantizeRows(dtype: QuantDType, bits: Uint16Array, K: number): U
         }
       }
     }
+    out.fill(0, row + cb + 2 * (K / QUANT_GROUP), row + rowBytes); // scale padding (a reused buffer holds old bytes)
   }
   return out;
+}
+
+/** Powers of two 2^-150 .. 2^150, a table (Math.pow per scale was half the quantizer's time). */
+const POW2 = Float64Array.from({ length: 301 }, (_, i) => 2 ** (i - 150));
+const pow2 = (e: number) => POW2[e + 150];
+const f64 = new Float64Array(1);
+const f64Words = new Uint32Array(f64.buffer);
+
+/** floor(log2(a)) of a positive normal float64, read from its exponent bits (exact). */
+function exponent(a: number): number {
+  f64[0] = a;
+  return ((f64Words[1] >>> 20) & 0x7ff) - 1023;
 }
 
 /** float64 -> IEEE half bits, rounded once to nearest even (no float32 step, which could round twice). */
@@ -94,17 +113,13 @@ function f16Bits(v: number): number {
   const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
   const a = Math.abs(v);
   if (a === 0) return sign;
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--;
-  else if (2 ** (e + 1) <= a) e++;
-  const quantum = 2 ** (Math.max(e, -14) - 10); // spacing of halves near a (subnormals below 2^-14)
+  // a = |bf16| / 8 or / 127 >= 2^-149 / 127: a normal float64, and every exponent below is within POW2
+  const quantum = pow2(Math.max(exponent(a), -14) - 10); // spacing of halves near a (subnormals below 2^-14)
   const r = rint(a / quantum) * quantum;
   if (r >= 65520) return sign | 0x7c00;
   if (r < 2 ** -14) return sign | (r / 2 ** -24);
-  let re = Math.floor(Math.log2(r));
-  if (2 ** re > r) re--;
-  else if (2 ** (re + 1) <= r) re++;
-  return sign | ((re + 15) << 10) | (r / 2 ** re * 1024 - 1024);
+  const re = exponent(r);
+  return sign | ((re + 15) << 10) | ((r / pow2(re)) * 1024 - 1024);
 }
 
 function f16Value(bits: number): number {

@@ -27,7 +27,9 @@
 
 import type { Gpu } from '../gpu/device.js';
 import { BYTES_PER_ELEMENT, bf16BitsToF32, f16BitsToF32, type DType, type Tensor, type TensorPart } from '../gpu/tensor.js';
-import { quantizeRows, type QuantDType } from './quantize.js';
+import type { QuantDType } from './quantize.js';
+import { QuantizeFeed } from './quantize-feed.js';
+import { defaultQuantizeWorkers } from './quantize-pool.js';
 import { allocQuantized } from './quantize-upload.js';
 import { QuantCacheError, openQuantCache, type QuantCacheOptions, type QuantCacheSession } from './quant-cache.js';
 import { DTYPE_BYTES, SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
@@ -45,8 +47,10 @@ export interface LoadBreakdown {
   allocSeconds: number;
   /** widening 16-bit vectors to f32, padding texel rows, aligning O_DIRECT reads */
   hostSeconds: number;
-  /** quantizing on the host (tensors not found in the quantized cache) */
+  /** waiting for quantized rows (tensors not found in the quantized cache: read and quantized ahead, on worker threads in Node) */
   quantizeSeconds: number;
+  /** threads quantizing (0: the main thread), when quantizing */
+  quantizeWorkers?: number;
   /** bytes of the larger staging buffer (two are used) */
   stagingBytes: number;
   /** copy commands submitted, and how many covered only part of their target (those make Dawn zero the target first) */
@@ -82,6 +86,8 @@ export interface UploadOptions {
   quantize?: (info: TensorInfo) => QuantDType | undefined;
   /** the quantized copy of a checkpoint (quant-cache.ts): where, or false for none; used when `quantize` picks tensors of a Checkpoint on disk */
   quantCache?: QuantCacheOptions | false;
+  /** worker threads that quantize (quantize-pool.ts; default PVC_QUANT_WORKERS, else the cores but one); 0: the main thread. Always 0 outside Node */
+  quantizeWorkers?: number;
   /** pieces of at least this many bytes are read with O_DIRECT where the source offers it (default 1 MiB; Infinity: never) */
   directReadBytes?: number;
   onProgress?: (p: UploadProgress) => void;
@@ -92,8 +98,6 @@ const DEFAULT_STAGING = 128 << 20;
 const MIN_STAGING = 4 << 20;
 /** reads in flight per staging buffer are split at this size (page-cache copies and disk queues both run in parallel) */
 const READ_PIECE = 16 << 20;
-/** checkpoint bytes per host block when quantizing */
-const QUANT_CHUNK = 16 << 20;
 /** copyBufferToTexture wants 256-byte row pitches; staging regions start on the same boundary */
 const PITCH = 256;
 /** texel copies start at multiples of one rgba32uint texel */
@@ -197,6 +201,8 @@ class Uploader {
     private readonly opts: UploadOptions,
     readonly capacity: number,
     private readonly cache: QuantCacheSession | null,
+    /** the quantized rows of the tensors not in the cache, in load order */
+    private readonly feed: QuantizeFeed | null,
   ) {
     this.breakdown = { readSeconds: 0, copyWaitSeconds: 0, copySeconds: 0, allocSeconds: 0, hostSeconds: 0, quantizeSeconds: 0, stagingBytes: 0, copies: 0, partialCopies: 0, directBytes: 0 };
   }
@@ -243,8 +249,8 @@ class Uploader {
 
   /**
    * A bf16 [N, K] weight quantized (quantize.ts layout): read from the quantized cache when it
-   * holds the tensor (its bytes checked against the recorded hash), otherwise quantized on the host
-   * from the checkpoint's rows, in blocks of QUANT_CHUNK, and appended to the cache being written.
+   * holds the tensor (its bytes checked against the recorded hash), otherwise taken from the
+   * quantizing feed (read and quantized ahead, block by block) and appended to the cache being written.
    */
   private async quantizedRows(info: TensorInfo, q: QuantDType): Promise<RowSource> {
     if (info.dtype !== 'BF16' || info.shape.length !== 2) throw new Error(`${info.name}: only 2-D BF16 tensors are quantized (this one is ${info.dtype} [${info.shape.join(', ')}])`);
@@ -256,20 +262,17 @@ class Uploader {
       return { tensor, storage, stage: (slot, piece) => this.stageRaw(cached.info, slot, piece, (b) => hash.update(b)), end: () => hash.check() };
     }
     const stage = async (slot: Slot, piece: Piece): Promise<number> => {
-      const rowsPerBlock = Math.max(1, Math.floor(QUANT_CHUNK / (2 * K)));
       const first = piece.part.rowStart + piece.row;
-      for (let r = 0; r < piece.rows; r += rowsPerBlock) {
-        const n = Math.min(rowsPerBlock, piece.rows - r);
-        const bits = new Uint16Array(n * K);
-        await this.read(info, new Uint8Array(bits.buffer), info.offset + (first + r) * 2 * K);
+      for (let r = 0; r < piece.rows; ) {
         const t0 = performance.now();
-        const codes = quantizeRows(q, bits, K);
+        const { codes, rows, block } = await this.feed!.take(info.name, first + r, piece.rows - r);
         const dst = slot.mapped!;
         if (piece.pitch === rowBytes) dst.set(codes, slot.used + r * rowBytes);
-        else for (let i = 0; i < n; i++) dst.set(codes.subarray(i * rowBytes, (i + 1) * rowBytes), slot.used + (r + i) * piece.pitch);
+        else for (let i = 0; i < rows; i++) dst.set(codes.subarray(i * rowBytes, (i + 1) * rowBytes), slot.used + (r + i) * piece.pitch);
         this.breakdown.quantizeSeconds += (performance.now() - t0) / 1000;
-        await this.cache?.append(info.name, codes);
-        this.advance(bits.byteLength, info.name);
+        if (block) await this.cache?.append(info.name, block);
+        r += rows;
+        this.advance(rows * 2 * K, info.name);
       }
       return slot.used;
     };
@@ -486,18 +489,34 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
 
 async function uploadWith(gpu: Gpu, infos: TensorInfo[], opts: UploadOptions, cache: QuantCacheSession | null): Promise<Map<string, Tensor>> {
   const total = infos.reduce((s, t) => s + (cache?.cached(t.name)?.info ?? t).byteLength, 0);
-  const up = new Uploader(gpu, total, opts, stagingCapacity(infos, opts), cache);
   const out = new Map<string, Tensor>();
+  let feed: QuantizeFeed | null = null;
+  let up: Uploader | undefined;
   try {
+    feed = await openFeed(infos, opts, cache);
+    up = new Uploader(gpu, total, opts, stagingCapacity(infos, opts), cache, feed);
+    if (feed) up.breakdown.quantizeWorkers = feed.workers;
     for (const info of infos) out.set(info.name, await up.upload(info));
     await up.finish(infos.at(-1)?.name ?? '');
   } catch (e) {
-    up.destroy();
+    up?.destroy();
     for (const t of out.values()) t.release();
     await cache?.abort();
     throw e;
+  } finally {
+    await feed?.close(); // the workers end with the load, whatever its outcome
   }
   return out;
+}
+
+/** The quantizing feed of the tensors to quantize that the cache does not hold (null when none). */
+async function openFeed(infos: TensorInfo[], opts: UploadOptions, cache: QuantCacheSession | null): Promise<QuantizeFeed | null> {
+  const tensors = infos.flatMap((info) => {
+    const dtype = opts.quantize?.(info);
+    // other tensors the rule picks fail in quantizedRows, in load order
+    return dtype && !cache?.cached(info.name) && info.dtype === 'BF16' && info.shape.length === 2 ? [{ info, dtype }] : [];
+  });
+  return tensors.length ? QuantizeFeed.open(tensors, opts.quantizeWorkers ?? (await defaultQuantizeWorkers())) : null;
 }
 
 /** One line: where a load's time went. */
@@ -507,7 +526,8 @@ export function formatLoadBreakdown(p: UploadProgress): string {
   const s = (x: number) => `${x.toFixed(1)} s`;
   const pct = (x: number) => `${p.seconds > 0 ? Math.round((100 * x) / p.seconds) : 0}%`;
   const faults = b.minorFaults === undefined ? '' : `; ${b.minorFaults} page faults (${b.majorFaults} major)`;
-  const quant = b.quantizeSeconds > 0 ? `quantizing ${s(b.quantizeSeconds)}, ` : '';
+  const threads = b.quantizeWorkers ? `${b.quantizeWorkers} worker thread${b.quantizeWorkers > 1 ? 's' : ''}` : 'the main thread';
+  const quant = b.quantizeWorkers !== undefined ? `waiting for quantized rows ${s(b.quantizeSeconds)} (quantized on ${threads}), ` : '';
   const cache = b.quantCache ? `; quantized cache: ${b.quantCache}` : '';
   return (
     `loaded ${(p.bytesDone / 1e9).toFixed(2)} GB in ${s(p.seconds)} (${(p.bytesPerSecond / 1e9).toFixed(3)} GB/s): ` +
