@@ -34,7 +34,24 @@ v8.setFlagsFromString('--no-wasm-tier-up');
 type Ort = typeof import('onnxruntime-web/webgpu');
 
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
+const USAGE = 'usage: npm run bench:peer-ort [-- --json] [-- --m ROWS] [-- --reps N]';
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--m' || args[i] === '--reps') i++;
+  else if (args[i] !== '--json') {
+    console.error(`unknown option ${args[i]}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+/** A positive whole-number option, or the default. */
+function opt(name: string, dflt: number): number {
+  if (!args.includes(name)) return dflt;
+  const v = Number(args[args.indexOf(name) + 1]);
+  if (!Number.isSafeInteger(v) || v < 1) {
+    console.error(`${name} takes a positive whole number, got ${args[args.indexOf(name) + 1]}\n${USAGE}`);
+    process.exit(2);
+  }
+  return v;
+}
 const asJson = args.includes('--json');
 const M_GEMM = opt('--m', 64);
 const REPS = opt('--reps', 5);
