@@ -34,6 +34,7 @@ const x = await gpu.upload([1, K], 'f32', Float32Array.from({ length: K }, () =>
 await gpu.sync();
 const reps = 5;
 let xtex: GPUTexture | undefined;
+let xswar: GPUTexture | undefined;
 const run = async (v: (typeof variants)[number]) => {
   const [, dtype, extra, cols] = v;
   const w = ws[dtype];
@@ -41,13 +42,15 @@ const run = async (v: (typeof variants)[number]) => {
   if (w.texels) defines.W_TEXELS = true;
   for (const k of Object.keys(defines)) if (defines[k] === false) delete defines[k];
   const xt = extra.X_TEXELS ? (xtex ??= gpu.device.createTexture({ size: [K / 4, 1], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING })) : null;
+  const xs = extra.SWAR ? (xswar ??= gpu.device.createTexture({ size: [(K / 32) * 5, 1], format: 'rgba32uint', usage: GPUTextureUsage.STORAGE_BINDING })) : null;
   await gpu.step((rec) => {
     for (let r = 0; r < reps; r++) {
       if (xt) rec.dispatch('matmul_xtexels', {}, [rec.uniform([1, K]), x, xt], [Math.ceil(K / 256), 1], 'xt');
+      if (xs) rec.dispatch('matmul_xq8', { SWAR: true }, [rec.uniform([1, K]), x, xs], [Math.ceil(K / 32 / 64), 1], 'xs');
       for (const part of w.parts) {
         const out = rec.gpu.empty([1, N], 'f32', 'o');
         const params = rec.uniform([1, N, K, part.rowStart, part.rows]);
-        rec.dispatch('matmul', defines, [params, xt ?? x, part.texture ?? partBuffer(w, part), out], [Math.ceil(part.rows / cols), 1], 'g');
+        rec.dispatch('matmul', defines, [params, xs ?? xt ?? x, part.texture ?? partBuffer(w, part), out], [Math.ceil(part.rows / cols), 1], 'g');
         out.release();
       }
     }

@@ -72,6 +72,8 @@ struct Params { M: u32, N: u32, K: u32, n0: u32, nPart: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 #if DOT4
 @group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
+#elif SWAR
+@group(0) @binding(1) var xp: texture_storage_2d<rgba32uint, read>;
 #elif X_TEXELS
 @group(0) @binding(1) var xt: texture_storage_2d<rgba32float, read>;
 #elif VEC
@@ -312,7 +314,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 #else
 const COLS = {{COLS}}u;
 
-#if !DOT4
+#if SWAR
+// The packed int8 activations of group g of row m (kernels/matmul_xq8.wgsl with SWAR): texels
+// 5g .. 5g + 3 (pairs), 5g + 4 (8 * sum of the group's codes, scale). With X8 lanes 0..4 load one
+// each and spread them; else lanes 0..3 load the pairs and every lane the last texel.
+#if X8
+alias XShare = vec4<u32>;
+fn xShare(m: u32, g: u32, sl: u32) -> XShare { return textureLoad(xp, vec2<u32>(5u * g + min(sl % 8u, 4u), m)); }
+fn spread(a: XShare) -> array<vec4<u32>, 5> {
+  return array<vec4<u32>, 5>(subgroupBroadcast(a, 0u), subgroupBroadcast(a, 1u), subgroupBroadcast(a, 2u), subgroupBroadcast(a, 3u), subgroupBroadcast(a, 4u));
+}
+#else
+alias XShare = array<vec4<u32>, 2>;
+fn xShare(m: u32, g: u32, sl: u32) -> XShare { return XShare(textureLoad(xp, vec2<u32>(5u * g + sl % 4u, m)), textureLoad(xp, vec2<u32>(5u * g + 4u, m))); }
+fn spread(a: XShare) -> array<vec4<u32>, 5> {
+  return array<vec4<u32>, 5>(subgroupBroadcast(a[0], 0u), subgroupBroadcast(a[0], 1u), subgroupBroadcast(a[0], 2u), subgroupBroadcast(a[0], 3u), a[1]);
+}
+#endif
+// sum_i (q[i] + 8) * x[i] over a group of 32 (code unit u) with int8 activations packed in pairs
+// (xs[t]: word t of the group, kernels/matmul_xq8.wgsl with SWAR). v = word ^ 0x88888888 holds
+// n = q + 8 in [0, 15] per nibble; (v >> s) & 0x000f000f is n_a + n_b * 65536 for the pairs
+// (0, 2), (1, 3), (4, 6), (5, 7) of the word's values (s = 0, 8, 4, 12), and its u32 product with
+// x_b + x_a * 65536 is n_a x_b + (n_a x_a + n_b x_b) * 65536 (mod 2^32). Each of s.xy + s.zw sums 8
+// products: the high halves D, |D| <= 8 * 2 * 15 * 127 = 30480, the low halves L, |L| <= 15240,
+// so as i32 it is exactly D * 65536 + L and (it + 32768) >> 16 is D.
+fn swarDot(xs: array<vec4<u32>, 4>, u: vec4<u32>) -> i32 {
+  var s = vec4<u32>(0u);
+  for (var j = 0u; j < 4u; j++) {
+    s += ((vec4<u32>(u[j] ^ 0x88888888u) >> vec4<u32>(0u, 8u, 4u, 12u)) & vec4<u32>(0x000f000fu)) * xs[j];
+  }
+  let d = (bitcast<vec2<i32>>(s.xy + s.zw) + vec2<i32>(32768)) >> vec2<u32>(16u);
+  return d.x + d.y;
+}
+#elif !DOT4
 #if VEC
 // Activations x[m, 4i .. 4i + 3].
 fn xv(m: u32, i: u32) -> vec4<f32> {
@@ -389,6 +423,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
+#elif SWAR
+  var sw: array<vec4<u32>, COLS>;
+  for (; k < K; k += 32u) {
+    let g = k / 32u;
+    var a: array<XShare, ROWS>;
+    for (var r = 0u; r < ROWS; r++) { a[r] = xShare(xm[r], g, sl); }
+    var u: array<Raw, COLS>;
+    for (var j = 0u; j < COLS; j++) { u[j] = raw32(n[j], k); }
+    if (g % 8u == 0u) {
+      for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+      let x5 = spread(a[r]);
+      let xs = array<vec4<u32>, 4>(x5[0], x5[1], x5[2], x5[3]);
+      let c = bitcast<i32>(x5[4].x);
+      let dx = bitcast<f32>(x5[4].y);
+      for (var j = 0u; j < COLS; j++) {
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot(xs, u[j][0]) - c);
+      }
+    }
+  }
 #elif SUBGROUPS
 #if WQ
   var sw: array<vec4<u32>, COLS>; // the 16-byte unit of 8 group scales of each column
@@ -418,12 +473,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 #endif
 #if !DOT4
+#if !SWAR
   for (; k < K; k += 8u) {
     for (var j = 0u; j < COLS; j++) {
       let p = w8(n[j], k);
       for (var r = 0u; r < ROWS; r++) { acc[r][j] += dot(xv(xm[r], k / 4u), p[0]) + dot(xv(xm[r], k / 4u + 1u), p[1]); }
     }
   }
+#endif
 #endif
 #else
   for (; k < K; k++) {

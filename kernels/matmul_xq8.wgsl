@@ -13,7 +13,17 @@ struct Params { M: u32, K: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#if SWAR
+@group(0) @binding(2) var out: texture_storage_2d<rgba32uint, write>;
+fn put(g: u32, m: u32, t: u32, v: vec4<u32>) { textureStore(out, vec2<u32>(5u * g + t, m), v); }
+#endif
+#if SWAR
+
+// The u32 x_b + x_a * 65536 (mod 2^32), multiplied by a weight word n_a + n_b * 65536 (SWAR).
+fn pair(a: i32, b: i32) -> u32 { return bitcast<u32>(b) + (bitcast<u32>(a) << 16u); }
+#else
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
+#endif
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -29,16 +39,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     amax = max(amax, abs(v[i]));
   }
   let am = max(max(amax.x, amax.y), max(amax.z, amax.w));
-  let o = 12u * (m * G + g);
   // multiplying by the exact power of two 1 / d (a division could be approximate on some GPUs)
   let e = frexp(am).exp;
   let d = select(0.0, ldexp(1.0, e - 7), am > 0.0);
   let inv = select(0.0, ldexp(1.0, 7 - e), am > 0.0);
-  for (var i = 0u; i < 8u; i++) {
-    out[o + i] = pack4xI8(vec4<i32>(clamp(round(v[i] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))));
+  var q: array<vec4<i32>, 8>;
+  for (var i = 0u; i < 8u; i++) { q[i] = vec4<i32>(clamp(round(v[i] * inv), vec4<f32>(-127.0), vec4<f32>(127.0))); }
+#if SWAR
+  var sum = vec4<i32>(0);
+  for (var t = 0u; t < 4u; t++) {
+    let lo = q[2u * t];
+    let hi = q[2u * t + 1u];
+    sum += lo + hi;
+    put(g, m, t, vec4<u32>(pair(lo.x, lo.z), pair(lo.y, lo.w), pair(hi.x, hi.z), pair(hi.y, hi.w)));
   }
+  put(g, m, 4u, vec4<u32>(bitcast<u32>(8 * (sum.x + sum.y + sum.z + sum.w)), bitcast<u32>(d), 0u, 0u));
+#else
+  let o = 12u * (m * G + g);
+  for (var i = 0u; i < 8u; i++) { out[o + i] = pack4xI8(q[i]); }
   out[o + 8u] = bitcast<u32>(d);
   out[o + 9u] = 0u;
   out[o + 10u] = 0u;
   out[o + 11u] = 0u;
+#endif
 }

@@ -1,11 +1,11 @@
 // q8 / q4 weights in every matmul kernel variant, against a float64 matmul over the dequantized
 // weights (dequantizeRows, itself checked bit for bit against numpy in quantize.test.ts). The
-// dot4I8Packed GEMV (int8 activations per group of 32) against the same reference applied to the
-// activations quantized by the same rule (power-of-two group scale, round half to even, clamp to
-// ±127; kernels/matmul_xq8.wgsl).
+// dot4I8Packed and packed-multiply (SWAR) GEMVs (int8 activations per group of 32) against the same
+// reference applied to the activations quantized by the same rule (power-of-two group scale, round
+// half to even, clamp to ±127; kernels/matmul_xq8.wgsl).
 import { afterAll, describe, expect, it } from 'vitest';
 import { getDevice, toBf16Bits, type Gpu, type Tensor } from '../src/gpu/index.js';
-import { matmul, matmulConfig, useDot4, type MatmulOptions } from '../src/ops/matmul.js';
+import { matmul, matmulConfig, useDot4, useSwar, type MatmulOptions } from '../src/ops/matmul.js';
 import { dequantizeRows, quantizeRows, type QuantDType } from '../src/weights/quantize.js';
 import { uploadQuantized } from '../src/weights/quantize-upload.js';
 import { erf, freshSeed, randn, relL2, rng, testGpu } from './util.js';
@@ -22,9 +22,9 @@ noSubgroups.features.subgroups = false;
 const narrowSubgroups = await testGpu({ adapterClass: 'software' });
 narrowSubgroups.features.subgroupMinSize = 4;
 const bufferWeights = await testGpu({ adapterClass: 'software', texelWeights: false });
-const dot4Mode = matmulConfig.dot4;
+const modes = { ...matmulConfig };
 afterAll(() => {
-  matmulConfig.dot4 = dot4Mode;
+  Object.assign(matmulConfig, modes);
   [software, hardware, noSubgroups, narrowSubgroups, bufferWeights].forEach((g) => g.destroy());
 });
 
@@ -64,18 +64,28 @@ interface Case {
   residual?: boolean | 'inplace';
   /** the dot4I8Packed GEMV: the reference quantizes the activations as the kernel does */
   dot4?: boolean;
+  /** the packed-multiply GEMV (q4), likewise */
+  swar?: boolean;
+  /** q4 codes 7 and activation codes ±127 of one sign per group: the SWAR GEMV's largest partial sums */
+  extreme?: boolean;
 }
 
 async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
   const { M, K, N, dtype } = c;
+  const int8 = c.dot4 || c.swar;
   const x = randn(M * K, rand);
-  if (c.dot4) {
+  const wv = randn(N * K, rand, 0.5);
+  if (c.extreme) {
+    // each weight group: one value -s (code -8, n = 0), the rest 7s/8 (code 7, n = 15)
+    for (let i = 0; i < wv.length; i++) wv[i] = (i % 32 === 0 ? -1 : 0.875) * (((i / 32) | 0) % 3 === 1 ? -1 : 1);
+    for (let i = 0; i < x.length; i++) x[i] = ((i / 32) | 0) % 2 ? 0.75 : -0.75;
+  } else if (int8) {
     // a zero group and a group whose largest value is an exact power of two
     x.fill(0, 0, 32);
     x[40] = -4;
   }
-  const xr = c.dot4 ? quantizeActivations(x) : x;
-  const bits = toBf16Bits(randn(N * K, rand, 0.5));
+  const xr = int8 ? quantizeActivations(x) : x;
+  const bits = toBf16Bits(wv);
   const wq = dequantizeRows(dtype, quantizeRows(dtype, bits, K), K);
   const bias = randn(N, rand);
   const scale = randn(N, rand);
@@ -103,6 +113,7 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
   if (c.residual === 'inplace') opts.out = opts.residual;
   if (c.gelu) opts.epilogue = 'gelu';
   matmulConfig.dot4 = c.dot4 ? 'on' : 'off';
+  matmulConfig.swar = c.swar ? 'auto' : 'off';
   const got = await gpu.step((rec) => {
     const out = matmul(rec, tx, tw, opts);
     if (out !== opts.out) tensors.push(out);
@@ -113,7 +124,7 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
 }
 
 const label = (c: Case) =>
-  `${c.M}x${c.K}->${c.N} ${c.dtype}${c.dot4 ? ' dot4I8Packed' : ''}${c.bias ? ' +bias' : ''}${c.gelu ? ' +gelu' : ''}${c.scale ? ' +scale' : ''}${c.residual ? ` +residual${c.residual === 'inplace' ? ' (in place)' : ''}` : ''}`;
+  `${c.M}x${c.K}->${c.N} ${c.dtype}${c.dot4 ? ' dot4I8Packed' : ''}${c.swar ? ' SWAR' : ''}${c.extreme ? ' (extreme codes)' : ''}${c.bias ? ' +bias' : ''}${c.gelu ? ' +gelu' : ''}${c.scale ? ' +scale' : ''}${c.residual ? ` +residual${c.residual === 'inplace' ? ' (in place)' : ''}` : ''}`;
 
 const both = <T>(f: (dtype: QuantDType) => T[]): T[] => (['q4', 'q8'] as const).flatMap(f);
 const gemm: Case = { M: 37, K: 96, N: 131, dtype: 'q4', bias: true, gelu: true, residual: true }; // K: no whole 64-tile, a partly filled scale unit
@@ -137,6 +148,19 @@ if (software.features.dot4) {
   );
 }
 
+// packed-multiply (SWAR) q4 GEMV: N with no whole workgroup of columns (512) and with several;
+// K = 160, a partly filled scale unit; M = 3 and 5, clamped rows; M = 8, the most rows
+devices.push(
+  ['software (texels), SWAR', software, [
+    { M: 1, K: 4096, N: 67, dtype: 'q4', swar: true },
+    { M: 3, K: 160, N: 131, dtype: 'q4', swar: true, bias: true, scale: true, residual: 'inplace' },
+    { M: 5, K: 288, N: 1100, dtype: 'q4', swar: true, residual: true },
+    { M: 8, K: 96, N: 75, dtype: 'q4', swar: true, bias: true },
+    { M: 2, K: 256, N: 70, dtype: 'q4', swar: true, extreme: true },
+  ]],
+  ['software, subgroups of 4, SWAR', narrowSubgroups, [{ M: 2, K: 288, N: 75, dtype: 'q4', swar: true, bias: true }]],
+);
+
 describe.each(devices)('quantized matmul on %s kernels', (_, gpu, cases) => {
   it.each(cases.map((c) => [label(c), c] as const))('%s', async (_name, c) => {
     expect(await check(gpu, c), `seed ${seed}`).toBeLessThanOrEqual(1e-5);
@@ -149,11 +173,12 @@ describe('quantized weights split by rows over several bindings', () => {
     { M: 1, K: 320, N: 700, dtype: 'q8', residual: 'inplace' },
     ...(software.features.dot4 ? [{ M: 1, K: 320, N: 700, dtype: 'q4' as const, dot4: true, residual: 'inplace' as const }] : []),
   ];
+  const swarSplit: Case = { M: 2, K: 320, N: 700, dtype: 'q4', swar: true, residual: 'inplace' };
   for (const adapterClass of ['software', 'hardware'] as const) {
     it(`${adapterClass}: each part writes its own columns`, async () => {
       const gpu = await getDevice({ maxStorageBufferBindingSize: 32768, poison: true, adapterClass });
       try {
-        for (const c of splitCases) expect(await check(gpu, c, true), `${label(c)}, seed ${seed}`).toBeLessThanOrEqual(1e-5);
+        for (const c of adapterClass === 'software' ? [...splitCases, swarSplit] : splitCases) expect(await check(gpu, c, true), `${label(c)}, seed ${seed}`).toBeLessThanOrEqual(1e-5);
       } finally {
         gpu.destroy();
       }
@@ -170,5 +195,17 @@ describe('useDot4', () => {
     expect(useDot4('on', { dot4: false, subgroups: true }, 'software', 'q4')).toBe(false);
     expect(useDot4('on', { dot4: true, subgroups: false }, 'software', 'q4')).toBe(false);
     expect(useDot4('off', yes, 'software', 'q4')).toBe(false);
+  });
+});
+
+describe('useSwar', () => {
+  it('only for q4 weights, with subgroups and activation texels, unless off', () => {
+    const sg = { subgroups: true };
+    expect(useSwar('auto', sg, true, 'q4')).toBe(true);
+    expect(useSwar('auto', sg, true, 'q8')).toBe(false);
+    expect(useSwar('auto', sg, true, 'bf16')).toBe(false);
+    expect(useSwar('auto', { subgroups: false }, true, 'q4')).toBe(false);
+    expect(useSwar('auto', sg, false, 'q4')).toBe(false);
+    expect(useSwar('off', sg, true, 'q4')).toBe(false);
   });
 });

@@ -38,13 +38,17 @@ export function gemvColumns(dtype: Tensor['dtype']): number {
  * the WGSL feature and it was measured faster than the float GEMV (bench/RESULTS.md); 'on' / 'off'
  * force it (tests, benchmarks; env PVC_DOT4 in Node).
  */
-export const matmulConfig: { dot4: 'auto' | 'on' | 'off' } = { dot4: dot4Mode((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.PVC_DOT4) };
+const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+export const matmulConfig: { dot4: 'auto' | 'on' | 'off'; swar: 'auto' | 'off' } = { dot4: mode('PVC_DOT4', env?.PVC_DOT4, ['on', 'off']), swar: mode('PVC_SWAR', env?.PVC_SWAR, ['off']) };
 
-function dot4Mode(v: string | undefined): 'auto' | 'on' | 'off' {
+function mode<T extends string>(name: string, v: string | undefined, others: T[]): 'auto' | T {
   if (v === undefined || v === '' || v === 'auto') return 'auto';
-  if (v === 'on' || v === 'off') return v;
-  throw new Error(`PVC_DOT4 must be auto, on or off; got '${v}'`);
+  if ((others as string[]).includes(v)) return v as T;
+  throw new Error(`${name} must be auto or ${others.join(' or ')}; got '${v}'`);
 }
+
+/** Output columns per lane of the SWAR GEMV (bench/RESULTS.md, "Packed-multiply (SWAR) q4 GEMV"). */
+const SWAR_COLUMNS = 8;
 
 /** Adapter classes on which the dot4I8Packed GEMV was measured faster than the float one. */
 const DOT4_FASTER: Record<AdapterClass, boolean> = { software: false, hardware: false };
@@ -52,6 +56,19 @@ const DOT4_FASTER: Record<AdapterClass, boolean> = { software: false, hardware: 
 export function useDot4(mode: 'auto' | 'on' | 'off', features: Pick<GpuFeatures, 'dot4' | 'subgroups'>, adapterClass: AdapterClass, dtype: Tensor['dtype']): boolean {
   if ((dtype !== 'q8' && dtype !== 'q4') || !features.dot4 || !features.subgroups || mode === 'off') return false;
   return mode === 'on' || DOT4_FASTER[adapterClass];
+}
+
+/**
+ * The packed-multiply (SWAR) GEMV for q4 weights on software adapters (kernels/matmul.wgsl, SWAR):
+ * int8 activations per group of 32 packed in pairs (kernels/matmul_xq8.wgsl), two 4-bit weights
+ * per u32 multiply; about 2 ALU operations per weight against 5 for the float q4 GEMV. It reads its
+ * activations as texels and spreads them with subgroups, so it needs both (`activationTexels`: the
+ * device keeps weights as texels, i.e. reads storage textures: the software adapters). 'auto' uses
+ * it wherever it runs (measured faster than the float q4 GEMV on lavapipe, bench/RESULTS.md); 'off'
+ * keeps the float GEMV (tests, benchmarks; env PVC_SWAR in Node). A dot4I8Packed GEMV, where chosen, comes first.
+ */
+export function useSwar(mode: 'auto' | 'off', features: Pick<GpuFeatures, 'subgroups'>, activationTexels: boolean, dtype: Tensor['dtype']): boolean {
+  return dtype === 'q4' && features.subgroups && activationTexels && mode !== 'off';
 }
 
 /** Defines that select how the kernel reads weights of `dtype` (kernels/matmul.wgsl, kernels/quant.wgsl). */
@@ -125,6 +142,11 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
       delete defines.SPLITK;
       xInput = rec.gpu.empty([M, (K / 32) * 12], 'f32', 'gemv int8 x');
       rec.dispatch('matmul_xq8', {}, [rec.uniform([M, K]), x, xInput], [Math.ceil(K / 32 / 64), M], `gemv int8 x ${M}x${K}`);
+    } else if (software && useSwar(matmulConfig.swar, gpu.features, gpu.texelWeights, w.dtype) && K / 32 * 5 <= gpu.device.limits.maxTextureDimension2D) {
+      defines.SWAR = true;
+      defines.COLS = SWAR_COLUMNS;
+      xInput = activationTexture(rec, 'rgba32uint', [(K / 32) * 5, M], `gemv int8 pairs ${M}x${K}`);
+      rec.dispatch('matmul_xq8', { SWAR: true }, [rec.uniform([M, K]), x, xInput], [Math.ceil(K / 32 / 64), M], `gemv int8 pairs ${M}x${K}`);
     } else if (software) {
       defines.COLS = gemvColumns(w.dtype);
       // the software GEMV reads its activations as texels where weights can be texels (one
@@ -158,19 +180,25 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
   return out;
 }
 
-/** One activation texture per device and shape [M, K / 4] (rgba32float), rewritten by each GEMV that uses it. */
+/** One activation texture per device, format and size, rewritten by each GEMV that uses it. */
 const xTextures = new WeakMap<object, Map<string, GPUTexture>>();
+
+function activationTexture(rec: Recorder, format: 'rgba32float' | 'rgba32uint', size: [number, number], label: string): GPUTexture {
+  let byShape = xTextures.get(rec.gpu);
+  if (!byShape) xTextures.set(rec.gpu, (byShape = new Map()));
+  const key = `${format} ${size.join('x')}`;
+  let t = byShape.get(key);
+  if (!t) {
+    t = rec.gpu.device.createTexture({ size, format, usage: 0x08 /* STORAGE_BINDING */, label });
+    byShape.set(key, t);
+  }
+  return t;
+}
 
 /** x f32 [M, K] copied into texels for the software GEMV (kernels/matmul_xtexels.wgsl). */
 function activationTexels(rec: Recorder, x: Tensor): GPUTexture {
   const [M, K] = x.shape;
-  let byShape = xTextures.get(rec.gpu);
-  if (!byShape) xTextures.set(rec.gpu, (byShape = new Map()));
-  let t = byShape.get(`${M}x${K}`);
-  if (!t) {
-    t = rec.gpu.device.createTexture({ size: [K / 4, M], format: 'rgba32float', usage: 0x08 /* STORAGE_BINDING */, label: `gemv x ${M}x${K}` });
-    byShape.set(`${M}x${K}`, t);
-  }
+  const t = activationTexture(rec, 'rgba32float', [K / 4, M], `gemv x ${M}x${K}`);
   rec.dispatch('matmul_xtexels', {}, [rec.uniform([M, K]), x, t], [Math.ceil(K / 4 / 64), M], `gemv x ${M}x${K}`);
   return t;
 }
