@@ -24,7 +24,7 @@ import { attention, type AttentionView } from '../src/ops/attention.js';
 import { add, gelu, modulate, siluMul } from '../src/ops/elementwise.js';
 import { embedding } from '../src/ops/embedding.js';
 import { appendKv } from '../src/ops/kv_cache.js';
-import { matmul, matmulConfig } from '../src/ops/matmul.js';
+import { matmul, matmulConfig, useSwar } from '../src/ops/matmul.js';
 import { layerNorm, rmsNorm } from '../src/ops/norm.js';
 import { patchEmbed } from '../src/ops/patch_embed.js';
 import { pixelShuffle } from '../src/ops/pixel_shuffle.js';
@@ -223,16 +223,20 @@ async function main() {
       const x = await randomF32(gpu, [m, k], 'x');
       const q8 = await randomQuantized(gpu, 'q8', [n, k], name);
       const q4 = await randomQuantized(gpu, 'q4', [n, k], name);
-      // the GEMV rows add the dot4I8Packed variant (int8 activations) where the adapter has it
+      // the GEMV rows add the int8-activation variants where the adapter runs them: packed-multiply
+      // (SWAR, q4: the default where it runs) and dot4I8Packed
       const dot4 = m <= 8 && gpu.features.dot4 && gpu.features.subgroups;
-      const dot4Mode = matmulConfig.dot4;
-      const variants: [string, Tensor, 'on' | 'off'][] = [['bf16', await randomBf16(gpu, [n, k], name), 'off'], ['q8', q8, 'off'], ['q4', q4, 'off']];
-      if (dot4) variants.push(['q8 dot4', q8, 'on'], ['q4 dot4', q4, 'on']);
+      const swar = m <= 8 && useSwar('auto', gpu.features, gpu.texelWeights, 'q4');
+      const modes = { ...matmulConfig };
+      const off = { dot4: 'off', swar: 'off' } as const;
+      const variants: [string, Tensor, typeof matmulConfig][] = [['bf16', await randomBf16(gpu, [n, k], name), off], ['q8', q8, off], ['q4', q4, off]];
+      if (swar) variants.push(['q4 swar', q4, { dot4: 'off', swar: 'auto' }]);
+      if (dot4) variants.push(['q8 dot4', q8, { ...off, dot4: 'on' }], ['q4 dot4', q4, { ...off, dot4: 'on' }]);
       const dtypes = variants.map(([d]) => d);
       // rounds of one run each, so that the host's load drifts over all variants alike; besides wall
       // time, the process's CPU time (lavapipe's threads are ours), which a busy host disturbs less
       const run = ([, w, mode]: (typeof variants)[number]) => {
-        matmulConfig.dot4 = mode;
+        Object.assign(matmulConfig, mode);
         return gpu.step((rec) => matmul(rec, x, w).release()).then(() => gpu.sync());
       };
       for (const v of variants) await run(v);
@@ -249,7 +253,7 @@ async function main() {
       }
       const ms = times.map(median);
       const cpuMs = cpu.map(median);
-      matmulConfig.dot4 = dot4Mode;
+      Object.assign(matmulConfig, modes);
       for (const [i, dtype] of dtypes.entries()) {
         const wd = variants[i][1].dtype;
         const weightBytes = n * (wd === 'bf16' ? 2 * k : quantRowBytes(wd as QuantDType, k));

@@ -316,7 +316,7 @@ const COLS = {{COLS}}u;
 
 #if SWAR
 // The packed int8 activations of group g of row m (kernels/matmul_xq8.wgsl with SWAR): texels
-// 5g .. 5g + 3 (pairs), 5g + 4 (8 * sum of the group's codes, scale). With X8 lanes 0..4 load one
+// 5g .. 5g + 3 (pairs), 5g + 4 (the sum's offset c, scale). With X8 lanes 0..4 load one
 // each and spread them; else lanes 0..3 load the pairs and every lane the last texel.
 #if X8
 alias XShare = vec4<u32>;
@@ -331,20 +331,20 @@ fn spread(a: XShare) -> array<vec4<u32>, 5> {
   return array<vec4<u32>, 5>(subgroupBroadcast(a[0], 0u), subgroupBroadcast(a[0], 1u), subgroupBroadcast(a[0], 2u), subgroupBroadcast(a[0], 3u), a[1]);
 }
 #endif
-// sum_i (q[i] + 8) * x[i] over a group of 32 (code unit u) with int8 activations packed in pairs
-// (xs[t]: word t of the group, kernels/matmul_xq8.wgsl with SWAR). v = word ^ 0x88888888 holds
-// n = q + 8 in [0, 15] per nibble; (v >> s) & 0x000f000f is n_a + n_b * 65536 for the pairs
-// (0, 2), (1, 3), (4, 6), (5, 7) of the word's values (s = 0, 8, 4, 12), and its u32 product with
-// x_b + x_a * 65536 is n_a x_b + (n_a x_a + n_b x_b) * 65536 (mod 2^32). Each of s.xy + s.zw sums 8
-// products: the high halves D, |D| <= 8 * 2 * 15 * 127 = 30480, the low halves L, |L| <= 15240,
-// so as i32 it is exactly D * 65536 + L and (it + 32768) >> 16 is D.
-fn swarDot(xs: array<vec4<u32>, 4>, u: vec4<u32>) -> i32 {
-  var s = vec4<u32>(0u);
+// sum_i q[i] x[i] over a group of 32 (code unit u) with int8 activations packed in pairs (xs[t]: for
+// word t of the group; c: -8 sum_i x[i] * 65536; kernels/matmul_xq8.wgsl with SWAR). v = word ^ 0x88888888
+// holds n = q + 8 in [0, 15] per nibble; (v >> sh) & 0x000f000f is n_a + n_b * 65536 for the pairs
+// (a, b) = (0, 2), (1, 3), (4, 6), (5, 7) of the word's values (sh = 0, 8, 4, 12), and its u32 product
+// with x_b + x_a * 65536 is n_a x_b + (n_a x_a + n_b x_b) * 65536 (mod 2^32). So the sum of c and the
+// group's 16 products is L + D * 65536 (mod 2^32) with D = sum (n - 8) x = sum q x, |D| <= 32 * 8 * 127
+// = 32512, and L = sum n_a x_b, |L| <= 16 * 15 * 127 = 30480: as i32 it is exact (|D * 65536 + L + 32768|
+// < 2^31), and (it + 32768) >> 16 is D (0 <= L + 32768 < 65536).
+fn swarDot(xs: array<vec4<u32>, 4>, u: vec4<u32>, c: u32) -> i32 {
+  var s = vec4<u32>(c, 0u, 0u, 0u);
   for (var j = 0u; j < 4u; j++) {
     s += ((vec4<u32>(u[j] ^ 0x88888888u) >> vec4<u32>(0u, 8u, 4u, 12u)) & vec4<u32>(0x000f000fu)) * xs[j];
   }
-  let d = (bitcast<vec2<i32>>(s.xy + s.zw) + vec2<i32>(32768)) >> vec2<u32>(16u);
-  return d.x + d.y;
+  return (bitcast<i32>(s.x + s.y + s.z + s.w) + 32768) >> 16u;
 }
 #elif !DOT4
 #if VEC
@@ -437,10 +437,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     for (var r = 0u; r < ROWS; r++) {
       let x5 = spread(a[r]);
       let xs = array<vec4<u32>, 4>(x5[0], x5[1], x5[2], x5[3]);
-      let c = bitcast<i32>(x5[4].x);
       let dx = bitcast<f32>(x5[4].y);
       for (var j = 0u; j < COLS; j++) {
-        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot(xs, u[j][0]) - c);
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot(xs, u[j][0], x5[4].x));
       }
     }
   }

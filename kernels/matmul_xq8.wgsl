@@ -53,7 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     sum += lo + hi;
     put(g, m, t, vec4<u32>(pair(lo.x, lo.z), pair(lo.y, lo.w), pair(hi.x, hi.z), pair(hi.y, hi.w)));
   }
-  put(g, m, 4u, vec4<u32>(bitcast<u32>(8 * (sum.x + sum.y + sum.z + sum.w)), bitcast<u32>(d), 0u, 0u));
+  put(g, m, 4u, vec4<u32>(bitcast<u32>(-8 * (sum.x + sum.y + sum.z + sum.w)) << 16u, bitcast<u32>(d), 0u, 0u));
 #else
   let o = 12u * (m * G + g);
   for (var i = 0u; i < 8u; i++) { out[o + i] = pack4xI8(q[i]); }
