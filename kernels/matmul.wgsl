@@ -49,6 +49,15 @@
 //                   X_TEXELS (with VEC): the activations come as texels (kernels/matmul_xtexels.wgsl
 //                   writes them): one vectorised load for all lanes instead of a scalar load per lane and word.
 //                   Without VEC, one value per load (any K).
+//                   SWAR (Q4, VEC, SUBGROUPS; software): packed-multiply q4 GEMV with int8 activations per
+//                   group of 32 (kernels/matmul_xq8.wgsl with SWAR packs them in pairs, as texels, with the
+//                   group's scale and offset): each u32 multiply of n_a + n_b * 65536 (two weights' codes
+//                   plus 8) by x_b + x_a * 65536 adds the 2-term dot product n_a x_a + n_b x_b to the high
+//                   half, ~2 ALU operations per weight against 5 for the float decode (lavapipe has no fused
+//                   multiply-add and no int8 dot instruction); the overflow argument is at swarDot. Each group
+//                   is one integer dot product scaled by d_w d_x. With X8 lanes 0..4 load the group's 5
+//                   activation texels and spread them with subgroupBroadcast, else lanes 0..3 (plus one load
+//                   of the 5th by every lane).
 //   GEMV + SPLITK   hardware: a workgroup of 64 invocations computes 4 columns; invocation t sums
 //                   k = t, t + 64, ...; partial sums meet in workgroup memory (with SUBGROUPS,
 //                   subgroupAdd first and one slot per subgroup, claimed with an atomic so no subgroup
@@ -57,7 +66,10 @@
 // Bindings (group 0):
 //   0 params    uniform { M, N, K, n0, nPart }    N: output row stride; n0: first output column
 //   1 x         storage read  f32 [M, K]          array<vec4<f32>> with VEC, else array<f32>;
-//                                                 X_TEXELS: texture_storage_2d<rgba32float, read> [M][K / 4]
+//                                                 X_TEXELS: texture_storage_2d<rgba32float, read> [M][K / 4];
+//                                                 DOT4: int8 x array<vec4<u32>>, SWAR: int8 pairs
+//                                                 texture_storage_2d<rgba32uint, read> [M][5 K / 32]
+//                                                 (both written by kernels/matmul_xq8.wgsl)
 //   2 w         storage read  [nPart, K]          array<vec4<u32 or f32>> with VEC, else array<u32 or f32>;
 //                                                 W_TEXELS: texture_storage_2d<rgba32uint, read> [nPart][K / 8]
 //   3 out       storage rw    f32 [M, N]

@@ -1,12 +1,17 @@
-// Activations for the dot4I8Packed GEMV (kernels/matmul.wgsl, DOT4): x f32 [M, K] (K % 32 == 0) to
+// Activations for the int8 GEMVs (kernels/matmul.wgsl, DOT4 and SWAR): x f32 [M, K] (K % 32 == 0) to
 // int8 codes in groups of 32 along K with a power-of-two scale (q8_1-like; docs/quantization.md):
 //   s = e - 7 where |x|max of the group = f * 2^e, f in [0.5, 1) (frexp); d = 2^s;
 //   q = clamp(round(x * 2^-s), -127, 127) (round: halves to even); a zero group has d = 0, q = 0.
 // x * 2^-s is exact (for normal x) (a power of two), so every adapter and a float64 reference agree on q bit for bit.
-// Output, per row m and group g, three 16-byte units at unit 3 (m G + g), G = K / 32:
+// Output (DOT4), per row m and group g, three 16-byte units at unit 3 (m G + g), G = K / 32:
 //   units 0, 1: words 0..7, word i = q[4i .. 4i + 3] as packed int8 (byte b = q[4i + b]);
 //   unit 2: word 0 = the f32 bits of d, words 1..3 zero.
-// Bindings: 0 uniform { M, K }; 1 x storage read array<vec4<f32>>; 2 out storage rw array<u32>.
+// Output (SWAR), texels (5g .. 5g + 4, m) of an rgba32uint storage texture [5 G][M]:
+//   texel 5g + t, t < 4: the 8 values 8t .. 8t + 7 of the group as the pairs (a, b) = (0, 2), (1, 3),
+//     (4, 6), (5, 7) (offset 8t), each the u32 q[b] + q[a] * 65536 (mod 2^32; q in two's complement);
+//   texel 5g + 4: (-8 * sum of the group's q) * 65536 as u32 (mod 2^32), the f32 bits of d, 0, 0.
+// Bindings: 0 uniform { M, K }; 1 x storage read array<vec4<f32>>; 2 out storage rw array<u32>
+// (SWAR: texture_storage_2d<rgba32uint, write>).
 // Dispatch: (ceil(K / 32 / 64), M).
 
 struct Params { M: u32, K: u32 }
