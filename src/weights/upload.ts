@@ -34,6 +34,7 @@ import { allocQuantized } from './quantize-upload.js';
 import { QuantCacheError, openQuantCache, type QuantCacheOptions, type QuantCacheSession } from './quant-cache.js';
 import { DTYPE_BYTES, SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
 import { DIRECT_ALIGN, FileSource } from './source.js';
+import { Prefault } from './prefault.js';
 
 /** Where a load's time went: the main thread's waits (they add up to `seconds` with "other"), and the GPU's copying, which overlaps them. */
 export interface LoadBreakdown {
@@ -60,6 +61,8 @@ export interface LoadBreakdown {
   directBytes: number;
   /** the quantized cache: what happened to it (quant-cache.ts), when quantizing */
   quantCache?: string;
+  /** bytes of fresh weight memory pre-faulted through /proc/self/mem (prefault.ts; software adapters in Node on Linux) */
+  prefaultBytes: number;
   /** page faults of this process during the load (Node only; undefined elsewhere) */
   minorFaults?: number;
   majorFaults?: number;
@@ -88,6 +91,8 @@ export interface UploadOptions {
   quantCache?: QuantCacheOptions | false;
   /** worker threads that quantize (quantize-pool.ts; default PVC_QUANT_WORKERS, else the cores but one); 0: the main thread. Always 0 outside Node */
   quantizeWorkers?: number;
+  /** pre-fault the weights' fresh memory on software adapters (prefault.ts; default true) */
+  prefault?: boolean;
   /** pieces of at least this many bytes are read with O_DIRECT where the source offers it (default 1 MiB; Infinity: never) */
   directReadBytes?: number;
   onProgress?: (p: UploadProgress) => void;
@@ -203,8 +208,14 @@ class Uploader {
     private readonly cache: QuantCacheSession | null,
     /** the quantized rows of the tensors not in the cache, in load order */
     private readonly feed: QuantizeFeed | null,
+    private readonly prefault: Prefault | null,
   ) {
-    this.breakdown = { readSeconds: 0, copyWaitSeconds: 0, copySeconds: 0, allocSeconds: 0, hostSeconds: 0, quantizeSeconds: 0, stagingBytes: 0, copies: 0, partialCopies: 0, directBytes: 0 };
+    this.breakdown = { readSeconds: 0, copyWaitSeconds: 0, copySeconds: 0, allocSeconds: 0, hostSeconds: 0, quantizeSeconds: 0, stagingBytes: 0, copies: 0, partialCopies: 0, directBytes: 0, prefaultBytes: 0 };
+  }
+
+  /** An allocation whose fresh memory is pre-faulted in the background. */
+  private alloc<T>(make: () => Promise<T>): Promise<T> {
+    return this.prefault ? this.prefault.around(make) : make();
   }
 
   async upload(info: TensorInfo): Promise<Tensor> {
@@ -231,7 +242,7 @@ class Uploader {
   /** A tensor as stored in the checkpoint (16-bit vectors widened to f32). */
   private async plainRows(info: TensorInfo): Promise<RowSource> {
     const dtype = gpuDtype(info, this.opts.widen);
-    const t = await this.gpu.allocWeight(gpuShape(info), dtype, info.name);
+    const t = await this.alloc(() => this.gpu.allocWeight(gpuShape(info), dtype, info.name));
     if (dtype !== 'f32' || info.dtype === 'F32') return { tensor: t, storage: t, stage: (slot, piece) => this.stageRaw(info, slot, piece) };
     const fileRowBytes = t.rowSize * DTYPE_BYTES[info.dtype];
     const stage = async (slot: Slot, piece: Piece): Promise<number> => {
@@ -255,7 +266,7 @@ class Uploader {
   private async quantizedRows(info: TensorInfo, q: QuantDType): Promise<RowSource> {
     if (info.dtype !== 'BF16' || info.shape.length !== 2) throw new Error(`${info.name}: only 2-D BF16 tensors are quantized (this one is ${info.dtype} [${info.shape.join(', ')}])`);
     const [N, K] = info.shape as [number, number];
-    const { tensor, storage, rowBytes } = await allocQuantized(this.gpu, q, [N, K], info.name);
+    const { tensor, storage, rowBytes } = await this.alloc(() => allocQuantized(this.gpu, q, [N, K], info.name));
     const cached = this.cache?.cached(info.name);
     if (cached) {
       const hash = cached.check();
@@ -399,6 +410,7 @@ class Uploader {
     const t0 = performance.now();
     await Promise.all(this.slots.map((s) => s.ready));
     await this.gpu.sync();
+    await this.prefault?.settle();
     this.breakdown.copyWaitSeconds += (performance.now() - t0) / 1000;
     this.destroy();
     await this.cache?.commit();
@@ -406,12 +418,14 @@ class Uploader {
   }
 
   destroy(): void {
+    this.prefault?.close();
     for (const s of this.slots) s.buffer?.destroy();
     this.slots.length = 0;
   }
 
   private report(name: string): void {
     if (this.cache) this.breakdown.quantCache = this.cache.status;
+    if (this.prefault) this.breakdown.prefaultBytes = this.prefault.bytes;
     const f = processFaults();
     if (f && this.faults0) {
       this.breakdown.minorFaults = f.minor - this.faults0.minor;
@@ -494,7 +508,8 @@ async function uploadWith(gpu: Gpu, infos: TensorInfo[], opts: UploadOptions, ca
   let up: Uploader | undefined;
   try {
     feed = await openFeed(infos, opts, cache);
-    up = new Uploader(gpu, total, opts, stagingCapacity(infos, opts), cache, feed);
+    const prefault = gpu.adapterClass === 'software' && opts.prefault !== false ? await Prefault.open() : null;
+    up = new Uploader(gpu, total, opts, stagingCapacity(infos, opts), cache, feed, prefault);
     if (feed) up.breakdown.quantizeWorkers = feed.workers;
     for (const info of infos) out.set(info.name, await up.upload(info));
     await up.finish(infos.at(-1)?.name ?? '');
@@ -533,6 +548,6 @@ export function formatLoadBreakdown(p: UploadProgress): string {
     `loaded ${(p.bytesDone / 1e9).toFixed(2)} GB in ${s(p.seconds)} (${(p.bytesPerSecond / 1e9).toFixed(3)} GB/s): ` +
     `reading ${s(b.readSeconds)}, waiting for GPU copies ${s(b.copyWaitSeconds)}, ${quant}allocating ${s(b.allocSeconds)}, host conversion ${s(b.hostSeconds)}, other ${s(other)}; ` +
     `overlapped with them, the GPU copying ${s(b.copySeconds)} (${pct(b.copySeconds)} of the wall time, ${b.copySeconds > 0 ? (p.bytesDone / 1e9 / b.copySeconds).toFixed(3) : '0'} GB/s while copying); ` +
-    `${b.copies} copies (${b.partialCopies} partial) through 2 x ${(b.stagingBytes / 2 ** 20).toFixed(0)} MiB staging, ${(b.directBytes / 1e9).toFixed(2)} GB read with O_DIRECT${faults}${cache}`
+    `${b.copies} copies (${b.partialCopies} partial) through 2 x ${(b.stagingBytes / 2 ** 20).toFixed(0)} MiB staging, ${(b.directBytes / 1e9).toFixed(2)} GB read with O_DIRECT, ${(b.prefaultBytes / 1e9).toFixed(2)} GB pre-faulted${faults}${cache}`
   );
 }
