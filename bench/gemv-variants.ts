@@ -3,7 +3,8 @@
 // threads are the process's, so CPU time is what a busy host disturbs least).
 //   SHAPE=K,N VARIANTS='[[label, dtype, {defines}, columnsPerWorkgroup], ...]' ROUNDS=11 npx tsx bench/gemv-variants.ts
 // e.g. [["bf16","bf16",{"COLS":2,"X_TEXELS":true},128],["q4","q4",{"COLS":4,"X_TEXELS":true},256]];
-// without VARIANTS: the old layout (1 column, activations from the buffer) beside the kept one.
+// SWAR variants get their int8 activation pairs from kernels/matmul_xq8.wgsl (each dispatch with its pack).
+// Without VARIANTS: today's bf16, q8, float q4 and SWAR q4 GEMVs (the defaults of src/ops/matmul.ts).
 import { getDevice, partBuffer, toBf16Bits, type Tensor } from '../src/gpu/index.js';
 import { weightDefines } from '../src/ops/matmul.js';
 import { quantizeRows } from '../src/weights/quantize.js';
@@ -13,7 +14,7 @@ const gpu = await getDevice();
 const [K, N] = (process.env.SHAPE ?? '4096,14336').split(',').map(Number);
 const variants: [string, string, Record<string, unknown>, number][] = JSON.parse(
   process.env.VARIANTS ??
-    '[["bf16 c1","bf16",{"COLS":1},64],["q4 c1","q4",{"COLS":1},64],["bf16 c2 x texels","bf16",{"COLS":2,"X_TEXELS":true},128],["q8 c2 x texels","q8",{"COLS":2,"X_TEXELS":true},128],["q4 c4 x texels","q4",{"COLS":4,"X_TEXELS":true},256]]',
+    '[["bf16 c2 x texels","bf16",{"COLS":2,"X_TEXELS":true},128],["q8 c2 x texels","q8",{"COLS":2,"X_TEXELS":true},128],["q4 float c4 x texels","q4",{"COLS":4,"X_TEXELS":true},256],["q4 SWAR c8","q4",{"COLS":8,"SWAR":true},512]]',
 );
 async function weight(dtype: string): Promise<Tensor> {
   const wv = Float32Array.from({ length: 256 * K }, () => (Math.random() - 0.5) * 0.05);
