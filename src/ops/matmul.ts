@@ -32,13 +32,14 @@ export function gemvColumns(dtype: Tensor['dtype']): number {
   return dtype === 'q4' ? 4 : dtype === 'f32' ? 1 : 2;
 }
 
-/**
- * The dot4I8Packed GEMV for q8 / q4 weights: activations quantized to int8 per group of 32
- * (kernels/matmul_xq8.wgsl), integer dot products per group. 'auto' uses it where the adapter has
- * the WGSL feature and it was measured faster than the float GEMV (bench/RESULTS.md); 'on' / 'off'
- * force it (tests, benchmarks; env PVC_DOT4 in Node).
- */
 const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+/**
+ * The GEMVs with int8 activations (per group of 32, kernels/matmul_xq8.wgsl), integer dot products per group:
+ * dot4: the dot4I8Packed GEMV for q8 / q4 weights. 'auto' uses it where the adapter has the WGSL
+ * feature and it was measured faster than the float GEMV (bench/RESULTS.md); 'on' / 'off' force it
+ * (tests, benchmarks; env PVC_DOT4 in Node).
+ * swar: the packed-multiply q4 GEMV (useSwar); 'off' keeps the float GEMV (env PVC_SWAR).
+ */
 export const matmulConfig: { dot4: 'auto' | 'on' | 'off'; swar: 'auto' | 'off' } = { dot4: mode('PVC_DOT4', env?.PVC_DOT4, ['on', 'off']), swar: mode('PVC_SWAR', env?.PVC_SWAR, ['off']) };
 
 function mode<T extends string>(name: string, v: string | undefined, others: T[]): 'auto' | T {
