@@ -1,7 +1,7 @@
 // A/B of software-GEMV kernel variants (defines of kernels/matmul.wgsl) in one process: variants
 // interleaved in rounds of 5 dispatches per submit; median wall and process CPU time (lavapipe's
 // threads are the process's, so CPU time is what a busy host disturbs least).
-//   SHAPE=K,N VARIANTS='[[label, dtype, {defines}, columnsPerWorkgroup], ...]' ROUNDS=11 npx tsx bench/gemv-variants.ts
+//   SHAPE=K,N VARIANTS='[[label, dtype, {defines}, columnsPerWorkgroup], ...]' ROUNDS=11 COPIES=1 npx tsx bench/gemv-variants.ts
 // e.g. [["bf16","bf16",{"COLS":2,"X_TEXELS":true},128],["q4","q4",{"COLS":4,"X_TEXELS":true},256]];
 // SWAR variants get their int8 activation pairs from kernels/matmul_xq8.wgsl (each dispatch with its pack).
 // Without VARIANTS: today's bf16, q8, float q4 and SWAR q4 GEMVs (the defaults of src/ops/matmul.ts).
@@ -29,8 +29,11 @@ async function weight(dtype: string): Promise<Tensor> {
   for (let r = 0; r < N; r += 256) gpu.writeBytes(storage, block.subarray(0, Math.min(256, N - r) * rowBytes), r * rowBytes);
   return tensor;
 }
-const ws: Record<string, Tensor> = {};
-for (const d of new Set(variants.map((v) => v[1]))) ws[d] = await weight(d);
+// COPIES weights per dtype, dispatch r reading copy r % COPIES: with a few, no dispatch finds its
+// weights in the last-level cache (a q4 weight of 33 MB might fit), as in decode
+const copies = Number(process.env.COPIES ?? 1);
+const ws: Record<string, Tensor[]> = {};
+for (const d of new Set(variants.map((v) => v[1]))) ws[d] = await Promise.all(Array.from({ length: copies }, () => weight(d)));
 const x = await gpu.upload([1, K], 'f32', Float32Array.from({ length: K }, () => Math.random() - 0.5));
 await gpu.sync();
 const reps = 5;
@@ -38,14 +41,15 @@ let xtex: GPUTexture | undefined;
 let xswar: GPUTexture | undefined;
 const run = async (v: (typeof variants)[number]) => {
   const [, dtype, extra, cols] = v;
-  const w = ws[dtype];
-  const defines = { ...weightDefines(w.dtype), VEC: true, SUBGROUPS: true, X8: true, GEMV: true, ROWS: 1, ...extra } as Record<string, boolean | number | string>;
-  if (w.texels) defines.W_TEXELS = true;
+  const w0 = ws[dtype][0];
+  const defines = { ...weightDefines(w0.dtype), VEC: true, SUBGROUPS: true, X8: true, GEMV: true, ROWS: 1, ...extra } as Record<string, boolean | number | string>;
+  if (w0.texels) defines.W_TEXELS = true;
   for (const k of Object.keys(defines)) if (defines[k] === false) delete defines[k];
   const xt = extra.X_TEXELS ? (xtex ??= gpu.device.createTexture({ size: [K / 4, 1], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING })) : null;
   const xs = extra.SWAR ? (xswar ??= gpu.device.createTexture({ size: [(K / 32) * 5, 1], format: 'rgba32uint', usage: GPUTextureUsage.STORAGE_BINDING })) : null;
   await gpu.step((rec) => {
     for (let r = 0; r < reps; r++) {
+      const w = ws[dtype][r % copies];
       if (xt) rec.dispatch('matmul_xtexels', {}, [rec.uniform([1, K]), x, xt], [Math.ceil(K / 256), 1], 'xt');
       if (xs) rec.dispatch('matmul_xq8', { SWAR: true }, [rec.uniform([1, K]), x, xs], [Math.ceil(K / 32 / 64), 1], 'xs');
       for (const part of w.parts) {
