@@ -1,8 +1,10 @@
 // First touch of fresh shared memory (what lavapipe's copy thread does to every weight page):
 // fresh memfd pages written one 4 KiB page at a time by 1..8 threads, after fallocate, or
-// populated by one madvise(MADV_POPULATE_WRITE). bench/RESULTS.md "Why lavapipe loads at ~0.3 GB/s".
+// populated by one madvise(MADV_POPULATE_WRITE), or read once through /proc/self/mem in 8 MiB
+// pieces (what src/weights/prefault.ts does) and then written page by page: `procmem` prints the
+// two phases apart. bench/RESULTS.md "Why lavapipe loads at ~0.3 GB/s" and "Pre-faulting".
 //   cc -O2 -pthread -o /tmp/first-touch bench/first-touch.c
-//   /tmp/first-touch MiB touch|fallocate|populate [threads]
+//   /tmp/first-touch MiB touch|fallocate|populate|procmem [threads]
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -50,6 +52,15 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "populate")) {
     if (madvise(base, total, MADV_POPULATE_WRITE)) return perror("madvise"), 1;
   } else {
+    if (!strcmp(mode, "procmem")) {
+      int mem = open("/proc/self/mem", O_RDONLY);
+      static char piece[8 << 20];
+      for (size_t at = 0, n; at < total; at += n) {
+        n = total - at < sizeof piece ? total - at : sizeof piece;
+        if (mem < 0 || pread(mem, piece, n, (off_t)(base + at)) != (ssize_t)n) return perror("/proc/self/mem"), 1;
+      }
+      printf("procmem: read through /proc/self/mem in %.2f s, then ", now() - t0);
+    }
     pthread_t th[8];
     per = total / threads;
     for (long i = 0; i < threads; i++) pthread_create(&th[i], NULL, touch, (void *)i);
