@@ -28,9 +28,8 @@ export function memfdRanges(maps: string): Array<[number, number]> {
 
 export class Prefault {
   private pending: Promise<void>[] = [];
-  /** bytes pre-faulted, and the seconds spent in the reads (they overlap the load) */
+  /** bytes pre-faulted */
   bytes = 0;
-  seconds = 0;
   private closed = false;
 
   private constructor(
@@ -51,8 +50,13 @@ export class Prefault {
     }
   }
 
+  /** The memfd ranges mapped now (none when /proc/self/maps cannot be read: pre-faulting is only ever an optimisation). */
   private ranges(): Set<string> {
-    return new Set(memfdRanges(this.fs.readFileSync('/proc/self/maps', 'utf8')).map(([a, b]) => `${a}-${b}`));
+    try {
+      return new Set(memfdRanges(this.fs.readFileSync('/proc/self/maps', 'utf8')).map(([a, b]) => `${a}-${b}`));
+    } catch {
+      return new Set();
+    }
   }
 
   /** Run `alloc`; any memfd range it mapped is read once in the background (settle() waits for the reads). */
@@ -64,8 +68,7 @@ export class Prefault {
   }
 
   private async read(start: number, end: number): Promise<void> {
-    const t0 = performance.now();
-    for (let at = start; at < end; at += PIECE) {
+    for (let at = start; at < end && !this.closed; at += PIECE) {
       const n = Math.min(PIECE, end - at);
       try {
         await new Promise<number>((resolve, reject) => this.fs.read(this.mem, this.scratch, 0, n, at, (e, got) => (e ? reject(e) : resolve(got))));
@@ -74,7 +77,6 @@ export class Prefault {
       }
       this.bytes += n;
     }
-    this.seconds += (performance.now() - t0) / 1000;
   }
 
   /** Wait for the reads started so far. */
@@ -83,7 +85,7 @@ export class Prefault {
     this.pending = [];
   }
 
-  /** Close /proc/self/mem (reads still in flight end quietly). Idempotent. */
+  /** Close /proc/self/mem: reads still queued stop (their fd number may be reused). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
