@@ -41,6 +41,14 @@ int main(int argc, char **argv) {
   }
   size_t total = (size_t)atol(argv[1]) << 20;
   const char *mode = argv[2];
+  if (total == 0) {
+    fprintf(stderr, "MiB must be a positive whole number; got '%s'\n", argv[1]);
+    return 2;
+  }
+  if (strcmp(mode, "touch") && strcmp(mode, "fallocate") && strcmp(mode, "populate") && strcmp(mode, "procmem")) {
+    fprintf(stderr, "unknown mode '%s': touch, fallocate, populate or procmem\n", mode);
+    return 2;
+  }
   int threads = argc > 3 ? atoi(argv[3]) : 1;
   if (threads < 1 || threads > 8) threads = 1;
   int fd = memfd_create("first-touch", 0);

@@ -51,19 +51,19 @@ export class Prefault {
   }
 
   /** The memfd ranges mapped now (none when /proc/self/maps cannot be read: pre-faulting is only ever an optimisation). */
-  private ranges(): Set<string> {
+  private ranges(): Array<[number, number]> {
     try {
-      return new Set(memfdRanges(this.fs.readFileSync('/proc/self/maps', 'utf8')).map(([a, b]) => `${a}-${b}`));
+      return memfdRanges(this.fs.readFileSync('/proc/self/maps', 'utf8'));
     } catch {
-      return new Set();
+      return [];
     }
   }
 
   /** Run `alloc`; any memfd range it mapped is read once in the background (settle() waits for the reads). */
   async around<T>(alloc: () => Promise<T>): Promise<T> {
-    const before = this.ranges();
+    const before = new Set(this.ranges().map(([start, end]) => `${start}-${end}`));
     const out = await alloc();
-    for (const r of this.ranges()) if (!before.has(r)) this.pending.push(this.read(...(r.split('-').map(Number) as [number, number])));
+    for (const [start, end] of this.ranges()) if (!before.has(`${start}-${end}`)) this.pending.push(this.read(start, end));
     return out;
   }
 
