@@ -5,10 +5,10 @@
 // FIRST = 1 (so every output element is written exactly once).
 //
 // Variants: BF16 (table packed two per u32, element 2w in the low half) or f32 table;
-//   TEXELS (with BF16): the part is a texel-layout weight (src/gpu/tensor.ts), texel (i, r) =
-//   elements 8i .. 8i+7 of row r.
+//   TEXELS (with BF16): the part is a texel-layout weight (src/gpu/tensor.ts), texel i of row r
+//   (elements 8i .. 8i+7) = texel (i * IL + r % IL, r / IL), IL the part's interleave (a define).
 //   QUANT with Q8 or Q4: group-quantized rows (kernels/quant.wgsl: codes, then f16 scales of 32-value
-//   groups; rowUnits() 16-byte units per row), in a buffer of words or (TEXELS) texel (i, r) = unit i
+//   groups; rowUnits() 16-byte units per row), in a buffer of words or (TEXELS) texel i of row r = unit i
 //   of row r; out = scale * code.
 //
 // Bindings (group 0):
@@ -16,7 +16,7 @@
 //   1 ids     storage read  array<i32> [n]
 //   2 table   storage read  BF16: array<u32> [ceil(rows*d/2)]; QUANT: array<u32> [rows * rowUnits() * 4];
 //                           else array<f32> [rows, d]   (this part)
-//             TEXELS: texture_storage_2d<rgba32uint, read> [rows][d / 8]
+//             TEXELS: texture_storage_2d<rgba32uint, read> [ceil(rows / IL)][d / 8 * IL] (QUANT: rowUnits() * IL)
 //   3 out     storage rw    array<f32> [n, d]
 // Dispatch: one workgroup of 256 per token, looping over d (so the parts that do not hold a token's
 //   row cost one early exit per token, not one per 256 columns); grid (1, min(n, 65535), ceil(n/65535)),
@@ -37,12 +37,17 @@ struct Params { n: u32, d: u32, row_start: u32, rows: u32, vocab: u32, first: u3
 #endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
+#if TEXELS
+// Where texel i of row r of the part lies (texel layout).
+fn texel(r: u32, i: u32) -> vec2<u32> { return vec2<u32>(i * {{IL}}u + r % {{IL}}u, r / {{IL}}u); }
+#endif
+
 #if QUANT
 #include quant
 // Word j of 16-byte unit i of row r of the part.
 fn wordOf(r: u32, i: u32, j: u32) -> u32 {
 #if TEXELS
-  return textureLoad(table, vec2<u32>(i, r))[j];
+  return textureLoad(table, texel(r, i))[j];
 #else
   return table[(r * rowUnits() + i) * 4u + j];
 #endif
@@ -77,7 +82,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 #if QUANT
     out[row + col] = valueAt(local, col);
 #elif TEXELS
-    let w = textureLoad(table, vec2<u32>(col / 8u, local))[(col % 8u) / 2u];
+    let w = textureLoad(table, texel(local, col / 8u))[(col % 8u) / 2u];
     out[row + col] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (col & 1u) == 1u));
 #elif BF16
     let w = table[e / 2u];

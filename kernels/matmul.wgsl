@@ -13,9 +13,10 @@
 // Each part starts on a word boundary (the allocator splits on whole words); element (n, k) of a
 // 16-bit part is e = n * K + k, so with odd K packed rows start mid-word.
 //   W_TEXELS (with W_BF16, W_F16, Q8 or Q4; software VEC kernels only): the part is a texel-layout weight
-//            (src/gpu/tensor.ts): texel (k / 8, n) of an rgba32uint storage texture holds weights
-//            k .. k + 7 of row n. Lavapipe loads it with one 16-byte load per lane instead of four
-//            bounds-checked scalar loads: GEMM ~1.3x, GEMV ~1.7x faster than from a storage buffer.
+//            (src/gpu/tensor.ts): texel i of row n (weights 8i .. 8i + 7, or quantized unit i) is texel
+//            (i * IL + n % IL, n / IL) of an rgba32uint storage texture, IL the part's interleave (a define).
+//            Lavapipe loads it with one 16-byte load per lane instead of four bounds-checked scalar loads:
+//            GEMM ~1.3x, GEMV ~1.7x faster than from a storage buffer.
 //
 // Epilogue, in this order: + bias[n] (BIAS), exact-erf GELU (GELU, kernels/gelu.wgsl), * scale[n] (SCALE),
 // + residual[m, n] (RESIDUAL: its own tensor; RESIDUAL_INPLACE: the value already in out).
@@ -126,12 +127,17 @@ fn widen2(q: u32) -> vec2<f32> {
 #endif
 }
 
+#if W_TEXELS
+// Where texel i of row n of the part lies (texel layout).
+fn texel(n: u32, i: u32) -> vec2<u32> { return vec2<u32>(i * {{IL}}u + n % {{IL}}u, n / {{IL}}u); }
+#endif
+
 #if WQ
 #include quant
 // 16-byte unit i of row n of the part, and word j of it.
 fn unitOf(n: u32, i: u32) -> vec4<u32> {
 #if W_TEXELS
-  return textureLoad(w, vec2<u32>(i, n));
+  return textureLoad(w, texel(n, i));
 #elif VEC
   return w[n * rowUnits() + i];
 #else
@@ -166,7 +172,7 @@ fn w8(n: u32, k: u32) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(codes4(u[j]) * s, codes4(u[j + 1u]) * s);
 #else
 #if W_TEXELS
-  let q = textureLoad(w, vec2<u32>(k / 8u, n));
+  let q = textureLoad(w, texel(n, k / 8u));
 #else
   let q = w[(n * params.K + k) / 8u];
 #endif
@@ -197,8 +203,8 @@ fn raw32(n: u32, k: u32) -> Raw {
   for (var i = 0u; i < RAW_UNITS; i++) { u[i] = bitcast<vec4<u32>>(w[e + i]); }
   return u;
 #elif W_TEXELS
-  return Raw(textureLoad(w, vec2<u32>(k / 8u, n)), textureLoad(w, vec2<u32>(k / 8u + 1u, n)),
-             textureLoad(w, vec2<u32>(k / 8u + 2u, n)), textureLoad(w, vec2<u32>(k / 8u + 3u, n)));
+  return Raw(textureLoad(w, texel(n, k / 8u)), textureLoad(w, texel(n, k / 8u + 1u)),
+             textureLoad(w, texel(n, k / 8u + 2u)), textureLoad(w, texel(n, k / 8u + 3u)));
 #else
   let e = (n * params.K + k) / 8u;
   return Raw(w[e], w[e + 1u], w[e + 2u], w[e + 3u]);

@@ -149,8 +149,9 @@ describe('big tensors', () => {
       const before = small.pool.allocatedBytes;
       const w = await small.allocWeight([100, 40], 'bf16');
       expect(w.texels).toBe(true);
-      expect(small.pool.allocatedBytes - before, 'texture bytes are counted').toBe(100 * 40 * 2);
-      expect(w.parts.length).toBe(Math.ceil(100 / Math.floor(4096 / 80)));
+      // 8 rows side by side; parts of whole 8-row blocks under 4096 bytes (51 rows -> 48)
+      expect(w.parts.map((p) => [p.rows, p.interleave, p.texture!.width, p.texture!.height])).toEqual([[48, 8, 40, 6], [48, 8, 40, 6], [4, 8, 40, 1]]);
+      expect(small.pool.allocatedBytes - before, 'texture bytes are counted (the last block padded to 8 rows)').toBe(13 * 8 * 80);
       const bits = toBf16Bits(randn(4000, rng(2)));
       const bytes = new Uint8Array(bits.buffer);
       // pieces that start and end mid-row and span parts (any 16-byte boundaries)

@@ -7,7 +7,7 @@ import { BufferPool } from './pool.js';
 import { PipelineCache, type Defines } from './pipelines.js';
 import { track } from './scope.js';
 import { Recorder, GpuError, type TypedArray } from './recorder.js';
-import { Tensor, checkShape, numelOf, storageBytes, type DType } from './tensor.js';
+import { Tensor, checkShape, numelOf, storageBytes, texelInterleave, texelRows, type DType, type TensorPart } from './tensor.js';
 
 export interface GpuOptions {
   /** Use a smaller storage binding limit than the device's (tests force tensor splitting with it). */
@@ -217,8 +217,10 @@ export class Gpu {
     const rowBytes = rowElems * (dtype === 'bf16' || dtype === 'f16' ? 2 : 4);
     const maxTexture = this.device.limits.maxTextureDimension2D;
     const texels = this.texelWeights && shape.length === 2 && rowBytes === rowElems * 2 && rowElems % 8 === 0 && rowElems / 8 <= maxTexture;
+    const il = texels ? texelInterleave(rowElems / 8, maxTexture) : 1;
     let rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
-    if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture);
+    // texel parts: at most maxTexture texture rows, and whole ones (a part starts a texture row)
+    if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture * il) - (Math.min(rowsPerPart, maxTexture * il) % il);
     if (rowsPerPart < 1) throw new Error(`${label}: one row of [${shape.join(', ')}] ${dtype} (${rowBytes} bytes) is larger than the storage binding limit (${this.maxBindingBytes} bytes)`);
     // keep every part a whole number of 32-bit words (packed 16-bit rows of odd length)
     if ((rowBytes * rowsPerPart) % 4 !== 0) rowsPerPart -= 1;
@@ -230,7 +232,7 @@ export class Gpu {
       const rows = Math.min(rowsPerPart, shape[0] - r);
       const name = `${label}[${r}:${r + rows}]`;
       if (texels) {
-        parts.push({ texture: this.pool.createTexture(rowElems / 8, rows, name), rowStart: r, rows });
+        parts.push({ texture: this.pool.createTexture((rowElems / 8) * il, Math.ceil(rows / il), name), interleave: il, rowStart: r, rows });
       } else {
         parts.push({ buffer: this.pool.create(storageBytes(dtype, rows * rowElems), name), rowStart: r, rows });
       }
@@ -258,7 +260,7 @@ export class Gpu {
       const a = Math.max(start, offset);
       const b = Math.min(end, offset + bytes.length);
       if (a >= b) continue;
-      if (p.texture) writeTexelRows(this.device, p.texture, rowBytes, a - start, bytes.subarray(a - offset, b - offset));
+      if (p.texture) writeTexelRows(this.device, p, rowBytes, a - start, bytes.subarray(a - offset, b - offset));
       else writeAligned(this.device, p.buffer!, a - start, bytes.subarray(a - offset, b - offset));
     }
   }
@@ -304,20 +306,35 @@ export class Gpu {
   }
 }
 
-/** Bytes [offset, offset + n) of a texel part's row-major data: a partial first row, whole rows, a partial last row. */
-function writeTexelRows(device: GPUDevice, texture: GPUTexture, rowBytes: number, offset: number, bytes: Uint8Array): void {
+/**
+ * Bytes [offset, offset + n) of a texel part's row-major data (whole texels). Whole blocks of
+ * `interleave` rows (or the part's last, partial block) go in one write, laid out on the host; the
+ * texels of blocks the write covers only partly go one by one (their neighbours are not known).
+ */
+function writeTexelRows(device: GPUDevice, part: TensorPart, rowBytes: number, offset: number, bytes: Uint8Array): void {
+  const texture = part.texture!;
+  const il = part.interleave ?? 1;
   if (offset % 16 !== 0 || bytes.length % 16 !== 0) throw new Error(`${texture.label}: writes into a texel weight must cover whole 16-byte texels (offset ${offset}, ${bytes.length} bytes)`);
-  let done = 0;
-  while (done < bytes.length) {
-    const at = offset + done;
-    const row = Math.floor(at / rowBytes);
-    const x = (at % rowBytes) / 16;
-    const whole = x === 0 ? Math.floor((bytes.length - done) / rowBytes) : 0;
-    const n = whole > 0 ? whole * rowBytes : Math.min(rowBytes - x * 16, bytes.length - done);
-    const size = whole > 0 ? [rowBytes / 16, whole] : [n / 16, 1];
-    device.queue.writeTexture({ texture, origin: [x, row] }, bytes.buffer as ArrayBuffer, { offset: bytes.byteOffset + done, bytesPerRow: whole > 0 ? rowBytes : n }, size);
-    done += n;
+  const blockBytes = rowBytes * il;
+  const end = offset + bytes.length;
+  const first = Math.ceil(offset / blockBytes) * blockBytes;
+  const last = end === part.rows * rowBytes ? end : Math.floor(end / blockBytes) * blockBytes;
+  const one = (at: number): void => {
+    const r = Math.floor(at / rowBytes);
+    const i = (at % rowBytes) / 16;
+    device.queue.writeTexture({ texture, origin: [i * il + (r % il), Math.floor(r / il)] }, bytes.buffer as ArrayBuffer, { offset: bytes.byteOffset + at - offset }, [1, 1]);
+  };
+  if (first >= last) {
+    for (let at = offset; at < end; at += 16) one(at);
+    return;
   }
+  for (let at = offset; at < first; at += 16) one(at);
+  const rows = (last - first) / rowBytes;
+  const pitch = rowBytes * il;
+  const laid = new Uint8Array(Math.ceil(rows / il) * pitch);
+  texelRows(bytes.subarray(first - offset, last - offset), rows, rowBytes, il, pitch, laid);
+  device.queue.writeTexture({ texture, origin: [0, first / blockBytes] }, laid.buffer as ArrayBuffer, { bytesPerRow: pitch }, [pitch / 16, Math.ceil(rows / il)]);
+  for (let at = last; at < end; at += 16) one(at);
 }
 
 /** queue.writeBuffer needs 4-byte aligned offsets and sizes: pad the edges with the buffer's neighbours' zeros. */

@@ -9,7 +9,7 @@
 
 import type { Gpu } from './device.js';
 import type { Defines } from './pipelines.js';
-import { Tensor, partBuffer, type DType } from './tensor.js';
+import { Tensor, partBuffer, texelRows, type DType } from './tensor.js';
 
 /** A texture binds as a view of its whole (texel-layout weights). */
 export type Binding = Tensor | GPUBuffer | GPUBufferBinding | GPUTexture;
@@ -30,8 +30,9 @@ export interface ProfileEntry {
   ms: number;
 }
 
-/** pitch: texel tensors come back with rows padded to `padded` bytes (copyTextureToBuffer's alignment) */
-type Readback = { staging: GPUBuffer; dtype: DType; count: number; pitch?: { row: number; padded: number }; resolve: (v: TypedArray) => void; reject: (e: Error) => void };
+/** texel tensors come back as each part's texture rows (texel layout), `pitch` bytes apart (copyTextureToBuffer's 256-byte alignment) */
+type TexelReadback = { row: number; parts: Array<{ rows: number; il: number; pitch: number }> };
+type Readback = { staging: GPUBuffer; dtype: DType; count: number; texels?: TexelReadback; resolve: (v: TypedArray) => void; reject: (e: Error) => void };
 export type TypedArray = Float32Array | Int32Array | Uint32Array | Uint16Array;
 
 export class Recorder {
@@ -123,20 +124,24 @@ export class Recorder {
     this.endPass();
     const elemBytes = t.dtype === 'bf16' || t.dtype === 'f16' ? 2 : 4;
     const row = t.rowSize * elemBytes;
-    const pitch = t.texels ? { row, padded: Math.ceil(row / 256) * 256 } : undefined;
+    // texel parts: texture rows at a padded pitch, one after another (the layout undone on the host)
+    const texels = t.texels ? t.parts.map((p) => ({ rows: p.rows, il: p.interleave ?? 1, pitch: Math.ceil((row * (p.interleave ?? 1)) / 256) * 256 })) : undefined;
     const usage = GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
-    const staging = this.gpu.device.createBuffer({ size: pitch ? t.rows * pitch.padded : t.byteSize, usage, label: 'readback' });
+    const size = texels ? texels.reduce((s, p) => s + Math.ceil(p.rows / p.il) * p.pitch, 0) : t.byteSize;
+    const staging = this.gpu.device.createBuffer({ size, usage, label: 'readback' });
     let offset = 0;
-    for (const p of t.parts) {
+    for (const [k, p] of t.parts.entries()) {
       if (p.texture) {
-        this.encoder.copyTextureToBuffer({ texture: p.texture }, { buffer: staging, offset: p.rowStart * pitch!.padded, bytesPerRow: pitch!.padded }, [row / 16, p.rows]);
+        const { il, pitch } = texels![k];
+        this.encoder.copyTextureToBuffer({ texture: p.texture }, { buffer: staging, offset, bytesPerRow: pitch }, [(row / 16) * il, Math.ceil(p.rows / il)]);
+        offset += Math.ceil(p.rows / il) * pitch;
         continue;
       }
       const bytes = Math.ceil((p.rows * row) / 4) * 4;
       this.encoder.copyBufferToBuffer(partBuffer(t, p), 0, staging, offset, bytes);
       offset += bytes;
     }
-    const p = new Promise<TypedArray>((resolve, reject) => this.reads.push({ staging, dtype: t.dtype, count: t.numel, pitch, resolve, reject }));
+    const p = new Promise<TypedArray>((resolve, reject) => this.reads.push({ staging, dtype: t.dtype, count: t.numel, texels: texels && { row, parts: texels }, resolve, reject }));
     p.catch(() => {}); // a failed step throws from submit(); callers need not also await every read
     return p;
   }
@@ -168,7 +173,7 @@ export class Recorder {
     await Promise.all(
       this.reads.map(async (r) => {
         await r.staging.mapAsync(GPUMapMode.READ);
-        r.resolve(typedCopy(r.pitch ? unpad(r.staging.getMappedRange(), r.pitch.row, r.pitch.padded) : r.staging.getMappedRange(), r.dtype, r.count));
+        r.resolve(typedCopy(r.texels ? fromTexels(r.staging.getMappedRange(), r.texels) : r.staging.getMappedRange(), r.dtype, r.count));
         r.staging.destroy();
       }),
     );
@@ -235,11 +240,17 @@ function toResource(b: Binding, maxBinding: number, label: string, index: number
   return r;
 }
 
-function unpad(range: ArrayBuffer, row: number, padded: number): ArrayBuffer {
+/** Row-major rows from texel parts' texture rows, read back one part after another. */
+function fromTexels(range: ArrayBuffer, texels: TexelReadback): ArrayBuffer {
   const src = new Uint8Array(range);
-  const rows = src.length / padded;
-  const out = new Uint8Array(rows * row);
-  for (let r = 0; r < rows; r++) out.set(src.subarray(r * padded, r * padded + row), r * row);
+  const out = new Uint8Array(texels.parts.reduce((s, p) => s + p.rows, 0) * texels.row);
+  let from = 0;
+  let to = 0;
+  for (const p of texels.parts) {
+    texelRows(src.subarray(from), p.rows, texels.row, p.il, p.pitch, out.subarray(to), true);
+    from += Math.ceil(p.rows / p.il) * p.pitch;
+    to += p.rows * texels.row;
+  }
   return out.buffer;
 }
 

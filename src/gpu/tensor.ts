@@ -10,10 +10,13 @@
 // buffer of `rows` whole rows. Kernels that read weights take one part per dispatch.
 //
 // Texel layout (weights on software adapters, see Gpu.texelWeights): a 16-bit [N, K] weight with
-// K % 8 == 0 is held in rgba32uint textures instead, one per part: texel (i, r) holds elements
-// 8i .. 8i+7 of the part's row r as four words in the buffer layout's order. Lavapipe loads a
-// storage texel with one 16-byte load per lane where a vec4 storage-buffer load costs four
-// bounds-checked scalar loads, so weights stream 1.5-2x faster (bench/RESULTS.md).
+// K % 8 == 0 is held in rgba32uint textures instead, one per part. Texel i of row r (elements
+// 8i .. 8i+7, four words in the buffer layout's order) is texel (i * IL + r % IL, r / IL): IL rows
+// (the part's `interleave`, 8 where the texture is wide enough) lie side by side, 16 bytes at a
+// time, so the 8 SIMD lanes of a GEMV, each reading its own row, read 128 contiguous bytes
+// instead of 8 rows far apart (GEMV 10-25 % faster; bench/RESULTS.md). Lavapipe loads a storage
+// texel with one 16-byte load per lane where a vec4 storage-buffer load costs four bounds-checked
+// scalar loads, so weights stream 1.5-2x faster than from buffers.
 
 import type { Gpu } from './device.js';
 
@@ -25,12 +28,58 @@ export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, f16: 2, bf16: 
 export interface TensorPart {
   /** the rows' storage buffer (buffer layout) */
   buffer?: GPUBuffer;
-  /** the rows' texture, width K / 8, height `rows` (texel layout) */
+  /** the rows' texture (texel layout), width K / 8 * interleave, height ceil(rows / interleave) */
   texture?: GPUTexture;
+  /** texel layout: rows side by side in a texture row (a part starts on a multiple of it) */
+  interleave?: number;
   /** first row (along dim 0) held by this part */
   rowStart: number;
   /** number of rows held by this part */
   rows: number;
+}
+
+/** Rows side by side in a texel weight's texture rows of `rowTexels` texels each: 8, or the most that fit. */
+export function texelInterleave(rowTexels: number, maxTextureWidth: number): number {
+  for (const il of [8, 4, 2]) if (rowTexels * il <= maxTextureWidth) return il;
+  return 1;
+}
+
+/**
+ * `rows` row-major rows of `rowBytes` bytes (whole texels) to texture rows of `pitch` bytes in the
+ * texel layout with `il` rows side by side; the unfilled slots of a last, partial texture row are
+ * zero. `back` converts the other way (texture rows in `src`, rows out).
+ */
+export function texelRows(src: Uint8Array, rows: number, rowBytes: number, il: number, pitch: number, dst: Uint8Array, back = false): void {
+  const texels = rowBytes / 16;
+  if (il === 1) {
+    // in place (dst = src) too: rows spread out last first, gathered back first first
+    for (let k = 0; k < rows; k++) {
+      const r = back ? k : rows - 1 - k;
+      const [from, to] = back ? [r * pitch, r * rowBytes] : [r * rowBytes, r * pitch];
+      dst.set(src.subarray(from, from + rowBytes), to);
+    }
+    return;
+  }
+  if (!back && rows % il) dst.fill(0, Math.floor(rows / il) * pitch, Math.ceil(rows / il) * pitch);
+  // word copies (4 per texel) where both sides are word aligned
+  const aligned = (src.byteOffset | dst.byteOffset) % 4 === 0;
+  const s32 = aligned ? new Uint32Array(src.buffer, src.byteOffset, src.length >> 2) : null;
+  const d32 = aligned ? new Uint32Array(dst.buffer, dst.byteOffset, dst.length >> 2) : null;
+  for (let r = 0; r < rows; r++) {
+    const rowAt = r * rowBytes;
+    const texAt = Math.floor(r / il) * pitch + (r % il) * 16;
+    for (let i = 0; i < texels; i++) {
+      const [from, to] = back ? [texAt + i * il * 16, rowAt + i * 16] : [rowAt + i * 16, texAt + i * il * 16];
+      if (s32 && d32) {
+        const a = from >> 2;
+        const b = to >> 2;
+        d32[b] = s32[a];
+        d32[b + 1] = s32[a + 1];
+        d32[b + 2] = s32[a + 2];
+        d32[b + 3] = s32[a + 3];
+      } else dst.set(src.subarray(from, from + 16), to);
+    }
+  }
 }
 
 export function numelOf(shape: readonly number[]): number {

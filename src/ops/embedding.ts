@@ -7,9 +7,12 @@ import { partBuffer, type Tensor } from '../gpu/tensor.js';
 import { expectDtype, fmt } from './common.js';
 
 /** Defines that select how the kernel reads `table` (kernels/embedding.wgsl). */
-export function tableDefines(table: Pick<Tensor, 'dtype' | 'texels'>): Defines {
+export function tableDefines(table: Pick<Tensor, 'dtype' | 'texels' | 'parts'>): Defines {
   const quant = table.dtype === 'q8' || table.dtype === 'q4';
-  return { BF16: table.dtype === 'bf16', TEXELS: table.texels, ...(quant ? { QUANT: true, [table.dtype.toUpperCase()]: true, K_VALUES: 'params.d' } : {}) };
+  const defines: Defines = { BF16: table.dtype === 'bf16', TEXELS: table.texels, ...(quant ? { QUANT: true, [table.dtype.toUpperCase()]: true, K_VALUES: 'params.d' } : {}) };
+  // every part of a tensor has the same interleave (it follows from the row length)
+  if (table.texels) defines.IL = table.parts[0].interleave ?? 1;
+  return defines;
 }
 
 /**

@@ -175,6 +175,7 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
     const colsPerGroup = gemv ? (defines.COLS ? 64 * (defines.COLS as number) : 4) : software ? 256 : 64;
     const groups: [number, number] = [Math.ceil(part.rows / colsPerGroup), gemv ? 1 : Math.ceil(M / rowsPerGroup)];
     const params = rec.uniform([M, N, K, part.rowStart, part.rows]);
+    if (part.texture) defines.IL = part.interleave ?? 1;
     rec.dispatch('matmul', defines, [params, xInput ?? x, part.texture ?? partBuffer(w, part), out, ...extra], groups, `${gemv ? 'gemv' : 'matmul'} ${M}x${K}->${N}`);
   }
   if (defines.DOT4) (xInput as Tensor).release();

@@ -28,7 +28,7 @@
 // same staging buffers, from the quantizer or from the quantized cache (quant-cache.ts).
 
 import type { Gpu } from '../gpu/device.js';
-import { BYTES_PER_ELEMENT, bf16BitsToF32, f16BitsToF32, type DType, type Tensor, type TensorPart } from '../gpu/tensor.js';
+import { BYTES_PER_ELEMENT, bf16BitsToF32, f16BitsToF32, texelRows, type DType, type Tensor, type TensorPart } from '../gpu/tensor.js';
 import type { QuantDType } from './quantize.js';
 import { QuantizeFeed } from './quantize-feed.js';
 import { defaultQuantizeWorkers } from './quantize-pool.js';
@@ -143,7 +143,7 @@ export interface Piece {
   /** first row within the part */
   row: number;
   rows: number;
-  /** bytes per row in the GPU dtype, and per row in staging (texel rows padded to 256 bytes) */
+  /** bytes per row in the GPU dtype, and per row in staging (texel parts: per texture row, padded to 256 bytes) */
   rowBytes: number;
   pitch: number;
   /** staging bytes the piece occupies (copy size: whole words) */
@@ -160,13 +160,16 @@ export function planPieces(parts: readonly TensorPart[], rowElems: number, dtype
   const rowBytes = rowElems * BYTES_PER_ELEMENT[dtype];
   const out: Piece[] = [];
   for (const part of parts) {
-    const pitch = part.texture ? alignUp(rowBytes, PITCH) : rowBytes;
-    let rowsPer = Math.max(1, Math.floor(capacity / pitch));
+    // texel parts: texture rows of `il` rows each (a piece starts one), at a 256-byte pitch
+    const il = part.interleave ?? 1;
+    const pitch = part.texture ? alignUp(rowBytes * il, PITCH) : rowBytes;
+    let rowsPer = Math.max(1, Math.floor(capacity / pitch)) * (part.texture ? il : 1);
     // buffer copies move whole 32-bit words: pieces that end inside a part hold an even number of odd-sized 16-bit rows
     if (!part.texture && (rowsPer * rowBytes) % 4 !== 0) rowsPer = Math.max(2, rowsPer - 1);
     for (let row = 0; row < part.rows; row += rowsPer) {
       const rows = Math.min(rowsPer, part.rows - row);
-      out.push({ part, row, rows, rowBytes, pitch, stagingBytes: alignUp(rows * pitch, 4), whole: rows === part.rows });
+      const stagingBytes = part.texture ? Math.ceil(rows / il) * pitch : alignUp(rows * rowBytes, 4);
+      out.push({ part, row, rows, rowBytes, pitch, stagingBytes, whole: rows === part.rows });
     }
   }
   return out;
@@ -198,6 +201,8 @@ class Uploader {
   private readonly slots: Slot[] = [];
   private current = 0;
   private done = 0;
+  /** rows of a piece on their way to the texel layout */
+  private scratch = new Uint8Array(0);
   /** when the GPU finished the last copy batch (for the copy-busy time) */
   private lastCopyEnd = 0;
   readonly breakdown: LoadBreakdown;
@@ -279,14 +284,13 @@ class Uploader {
       for (let r = 0; r < piece.rows; ) {
         const t0 = performance.now();
         const { codes, rows, block } = await this.feed!.take(info.name, first + r, piece.rows - r);
-        const dst = slot.mapped!;
-        if (piece.pitch === rowBytes) dst.set(codes, slot.used + r * rowBytes);
-        else for (let i = 0; i < rows; i++) dst.set(codes.subarray(i * rowBytes, (i + 1) * rowBytes), slot.used + (r + i) * piece.pitch);
+        slot.mapped!.set(codes, slot.used + r * rowBytes);
         this.breakdown.quantizeSeconds += (performance.now() - t0) / 1000;
         if (block) await this.cache?.append(info.name, block);
         r += rows;
         this.advance(rows * 2 * K, info.name);
       }
+      this.toTexels(slot.mapped!.subarray(slot.used), piece);
       return slot.used;
     };
     return { tensor, storage, stage };
@@ -327,14 +331,26 @@ class Uploader {
     const dst = staging.subarray(at, at + piece.stagingBytes);
     onBytes?.(dst.subarray(0, length));
     dst.fill(0, length); // a reused buffer: the pad half-word of an odd-length 16-bit part is copied too
-    if (piece.pitch !== piece.rowBytes) {
-      // spread rows to their padded pitch, last row first (moves never overwrite unread rows)
-      const t1 = performance.now();
-      for (let r = piece.rows - 1; r > 0; r--) dst.copyWithin(r * piece.pitch, r * piece.rowBytes, (r + 1) * piece.rowBytes);
-      this.breakdown.hostSeconds += (performance.now() - t1) / 1000;
-    }
+    this.toTexels(dst, piece);
     this.advance(length, info.name);
     return at;
+  }
+
+  /** A texel part's rows, staged one after another at `dst`, into its texture rows (texel layout). */
+  private toTexels(dst: Uint8Array, piece: Piece): void {
+    const il = piece.part.interleave ?? 1;
+    if (!piece.part.texture || (il === 1 && piece.pitch === piece.rowBytes)) return;
+    const t0 = performance.now();
+    const length = piece.rows * piece.rowBytes;
+    // rows side by side cannot be laid out in place: from a copy (reused: fresh memory faults)
+    let src = dst;
+    if (il > 1) {
+      if (this.scratch.length < length) this.scratch = new Uint8Array(length);
+      src = this.scratch.subarray(0, length);
+      src.set(dst.subarray(0, length));
+    }
+    texelRows(src, piece.rows, piece.rowBytes, il, piece.pitch, dst);
+    this.breakdown.hostSeconds += (performance.now() - t0) / 1000;
   }
 
   /** Fill `into` from the tensor's source, in pieces read in parallel. */
@@ -387,7 +403,8 @@ class Uploader {
     for (const { piece, offset } of slot.copies) {
       const { part } = piece;
       if (part.texture) {
-        enc.copyBufferToTexture({ buffer, offset, bytesPerRow: piece.pitch }, { texture: part.texture, origin: [0, piece.row] }, [piece.rowBytes / TEXEL_BYTES, piece.rows]);
+        const il = part.interleave ?? 1;
+        enc.copyBufferToTexture({ buffer, offset, bytesPerRow: piece.pitch }, { texture: part.texture, origin: [0, piece.row / il] }, [(piece.rowBytes / TEXEL_BYTES) * il, Math.ceil(piece.rows / il)]);
       } else {
         enc.copyBufferToBuffer(buffer, offset, part.buffer!, piece.row * piece.rowBytes, piece.stagingBytes);
       }
@@ -421,7 +438,11 @@ class Uploader {
 
   destroy(): void {
     this.prefault?.close();
-    for (const s of this.slots) s.buffer?.destroy();
+    for (const s of this.slots) {
+      // after a failed load a staging buffer may still be mapping: destroying it aborts that, unawaited
+      s.ready.catch(() => {});
+      s.buffer?.destroy();
+    }
     this.slots.length = 0;
   }
 
