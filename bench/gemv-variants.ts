@@ -43,7 +43,7 @@ const run = async (v: (typeof variants)[number]) => {
   const [, dtype, extra, cols] = v;
   const w0 = ws[dtype][0];
   const defines = { ...weightDefines(w0.dtype), VEC: true, SUBGROUPS: true, X8: true, GEMV: true, ROWS: 1, ...extra } as Record<string, boolean | number | string>;
-  if (w0.texels) defines.W_TEXELS = true;
+  if (w0.texels) Object.assign(defines, { W_TEXELS: true, IL: w0.parts[0].interleave ?? 1 });
   for (const k of Object.keys(defines)) if (defines[k] === false) delete defines[k];
   const xt = extra.X_TEXELS ? (xtex ??= gpu.device.createTexture({ size: [K / 4, 1], format: 'rgba32float', usage: GPUTextureUsage.STORAGE_BINDING })) : null;
   const xs = extra.SWAR ? (xswar ??= gpu.device.createTexture({ size: [(K / 32) * 5, 1], format: 'rgba32uint', usage: GPUTextureUsage.STORAGE_BINDING })) : null;

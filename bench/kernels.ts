@@ -83,7 +83,9 @@ function median(xs: number[]): number {
  */
 async function randomBf16(gpu: Gpu, shape: number[], label: string): Promise<Tensor> {
   const w = await gpu.allocWeight(shape, 'bf16', label);
-  const block = toBf16Bits(Float32Array.from({ length: 1 << 20 }, () => (Math.random() - 0.5) * 0.05));
+  // whole blocks of 8 rows (texel weights lay 8 rows side by side; a partial block is written texel by texel)
+  const blockRows = 8 * Math.max(1, Math.floor((1 << 17) / w.rowSize));
+  const block = toBf16Bits(Float32Array.from({ length: blockRows * w.rowSize }, () => (Math.random() - 0.5) * 0.05));
   const bytes = new Uint8Array(block.buffer);
   const total = w.numel * 2;
   for (let off = 0; off < total; off += bytes.length) gpu.writeBytes(w, bytes.subarray(0, Math.min(bytes.length, total - off)), off);
@@ -94,7 +96,7 @@ async function randomBf16(gpu: Gpu, shape: number[], label: string): Promise<Ten
 /** Random q8 / q4 weight: a quantized block of random rows, tiled (as randomBf16). */
 async function randomQuantized(gpu: Gpu, dtype: QuantDType, [n, k]: [number, number], label: string): Promise<Tensor> {
   const { tensor, storage, rowBytes } = await allocQuantized(gpu, dtype, [n, k], label);
-  const blockRows = Math.max(1, Math.floor((1 << 20) / k));
+  const blockRows = 8 * Math.max(1, Math.floor((1 << 17) / k)); // whole 8-row blocks (see randomBf16)
   const block = quantizeRows(dtype, toBf16Bits(Float32Array.from({ length: blockRows * k }, () => (Math.random() - 0.5) * 0.05)), k);
   for (let r = 0; r < n; r += blockRows) gpu.writeBytes(storage, block.subarray(0, Math.min(blockRows, n - r) * rowBytes), r * rowBytes);
   await gpu.sync();

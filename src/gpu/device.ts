@@ -209,15 +209,18 @@ export class Gpu {
   /**
    * An unpooled tensor for weights, split by rows into parts that each fit one binding.
    * Allocation failures surface as errors (checked in an out-of-memory scope).
+   * `interleave`: a texel weight gets rows side by side (the texel layout, src/gpu/tensor.ts). For
+   * weights whose rows pass through the host anyway (quantized ones): laying out rows costs the host
+   * ~0.35 s per GB, which bf16 weights, streamed from the file untouched, would pay on every load.
    */
-  async allocWeight(shape: readonly number[], dtype: DType, label = 'weight'): Promise<Tensor> {
+  async allocWeight(shape: readonly number[], dtype: DType, label = 'weight', { interleave = false } = {}): Promise<Tensor> {
     this.assertUsable();
     checkShape(shape, label);
     const rowElems = numelOf(shape) / shape[0];
     const rowBytes = rowElems * (dtype === 'bf16' || dtype === 'f16' ? 2 : 4);
     const maxTexture = this.device.limits.maxTextureDimension2D;
     const texels = this.texelWeights && shape.length === 2 && rowBytes === rowElems * 2 && rowElems % 8 === 0 && rowElems / 8 <= maxTexture;
-    const il = texels ? texelInterleave(rowElems / 8, maxTexture) : 1;
+    const il = texels && interleave ? texelInterleave(rowElems / 8, maxTexture) : 1;
     let rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
     // texel parts: at most maxTexture texture rows, and whole ones (a part starts a texture row)
     if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture * il) - (Math.min(rowsPerPart, maxTexture * il) % il);

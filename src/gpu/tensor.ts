@@ -62,23 +62,36 @@ export function texelRows(src: Uint8Array, rows: number, rowBytes: number, il: n
   }
   if (!back && rows % il) dst.fill(0, Math.floor(rows / il) * pitch, Math.ceil(rows / il) * pitch);
   // word copies (4 per texel) where both sides are word aligned
-  const aligned = (src.byteOffset | dst.byteOffset) % 4 === 0;
-  const s32 = aligned ? new Uint32Array(src.buffer, src.byteOffset, src.length >> 2) : null;
-  const d32 = aligned ? new Uint32Array(dst.buffer, dst.byteOffset, dst.length >> 2) : null;
-  for (let r = 0; r < rows; r++) {
-    const rowAt = r * rowBytes;
-    const texAt = Math.floor(r / il) * pitch + (r % il) * 16;
-    for (let i = 0; i < texels; i++) {
-      const [from, to] = back ? [texAt + i * il * 16, rowAt + i * 16] : [rowAt + i * 16, texAt + i * il * 16];
-      if (s32 && d32) {
-        const a = from >> 2;
-        const b = to >> 2;
-        d32[b] = s32[a];
-        d32[b + 1] = s32[a + 1];
-        d32[b + 2] = s32[a + 2];
-        d32[b + 3] = s32[a + 3];
-      } else dst.set(src.subarray(from, from + 16), to);
+  if ((src.byteOffset | dst.byteOffset) % 4 !== 0) {
+    for (let r = 0; r < rows; r++) {
+      const texAt = Math.floor(r / il) * pitch + (r % il) * 16;
+      for (let i = 0; i < texels; i++) {
+        const [a, b] = [r * rowBytes + i * 16, texAt + i * il * 16];
+        if (back) dst.set(src.subarray(b, b + 16), a);
+        else dst.set(src.subarray(a, a + 16), b);
+      }
     }
+    return;
+  }
+  const s32 = new Uint32Array(src.buffer, src.byteOffset, src.length >> 2);
+  const d32 = new Uint32Array(dst.buffer, dst.byteOffset, dst.length >> 2);
+  const rowWords = rowBytes >> 2;
+  const stride = il * 4; // words from texel i to texel i + 1 of one row in a texture row
+  for (let r = 0; r < rows; r++) {
+    const rowAt = r * rowWords;
+    const texAt = (Math.floor(r / il) * pitch + (r % il) * 16) >> 2;
+    if (back) copyWords(s32, texAt, stride, d32, rowAt, 4, texels);
+    else copyWords(s32, rowAt, 4, d32, texAt, stride, texels);
+  }
+}
+
+/** `n` runs of 4 words from src (every `sStep` words from `s`) to dst (every `dStep` from `d`). */
+function copyWords(src: Uint32Array, s: number, sStep: number, dst: Uint32Array, d: number, dStep: number, n: number): void {
+  for (let k = 0; k < n; k++, s += sStep, d += dStep) {
+    dst[d] = src[s];
+    dst[d + 1] = src[s + 1];
+    dst[d + 2] = src[s + 2];
+    dst[d + 3] = src[s + 3];
   }
 }
 

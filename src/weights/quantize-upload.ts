@@ -1,7 +1,9 @@
 // Quantized weights on the GPU: a q8 / q4 tensor has the logical shape [N, K] of the weight it
 // replaces and holds rows in the layout of src/weights/quantize.ts. Its storage is allocated as a
 // 16-bit weight of [N, rowBytes / 2] (rows are whole 16-byte units), so it is split by rows over
-// bindings, and kept as texels on software adapters, exactly as bf16 weights are.
+// bindings, and kept as texels on software adapters as bf16 weights are, with rows side by side
+// (the texel layout's interleave: the rows pass through the host anyway, to be quantized or read
+// from the cache and checked).
 
 import type { Gpu } from '../gpu/device.js';
 import { Tensor } from '../gpu/tensor.js';
@@ -18,7 +20,7 @@ export interface QuantizedAllocation {
 export async function allocQuantized(gpu: Gpu, dtype: QuantDType, shape: readonly [number, number], label: string): Promise<QuantizedAllocation> {
   const [N, K] = shape;
   const rowBytes = quantRowBytes(dtype, K);
-  const storage = await gpu.allocWeight([N, rowBytes / 2], 'bf16', label);
+  const storage = await gpu.allocWeight([N, rowBytes / 2], 'bf16', label, { interleave: true });
   return { tensor: new Tensor(gpu, [N, K], dtype, storage.parts, false, label), storage, rowBytes };
 }
 
