@@ -222,8 +222,9 @@ export class Gpu {
     const texels = this.texelWeights && shape.length === 2 && rowBytes === rowElems * 2 && rowElems % 8 === 0 && rowElems / 8 <= maxTexture;
     const il = texels && interleave ? texelInterleave(rowElems / 8, maxTexture) : 1;
     let rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
-    // texel parts: at most maxTexture texture rows, and whole ones (a part starts a texture row)
-    if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture * il) - (Math.min(rowsPerPart, maxTexture * il) % il);
+    // texel parts: at most maxTexture rows (side by side or not: the loader's pieces, and so its
+    // staging buffers, stay as they are), in whole texture rows (a part starts one)
+    if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture) - (Math.min(rowsPerPart, maxTexture) % il);
     if (rowsPerPart < 1) throw new Error(`${label}: one row of [${shape.join(', ')}] ${dtype} (${rowBytes} bytes) is larger than the storage binding limit (${this.maxBindingBytes} bytes)`);
     // keep every part a whole number of 32-bit words (packed 16-bit rows of odd length)
     if ((rowBytes * rowsPerPart) % 4 !== 0) rowsPerPart -= 1;
