@@ -444,13 +444,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
 #elif SWAR
+  const_assert COLS == 8u; // u below lists 8 columns
   var sw: array<vec4<u32>, COLS>;
   for (; k < K; k += 32u) {
     let g = k / 32u;
     var a: array<XShare, ROWS>;
     for (var r = 0u; r < ROWS; r++) { a[r] = xShare(xm[r], g, sl); }
-    var u: array<Raw, COLS>;
-    for (var j = 0u; j < COLS; j++) { u[j] = raw32(n[j], k); }
+    // values, not a var array: lavapipe keeps a var array in memory, each store blended with the lane mask
+    let u = array<vec4<u32>, COLS>(unitOf(n[0], g), unitOf(n[1], g), unitOf(n[2], g), unitOf(n[3], g), unitOf(n[4], g), unitOf(n[5], g), unitOf(n[6], g), unitOf(n[7], g));
     if (g % 8u == 0u) {
       for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
     }
@@ -459,7 +460,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let xs = array<vec4<u32>, 4>(x5[0], x5[1], x5[2], x5[3]);
       let dx = bitcast<f32>(x5[4].y);
       for (var j = 0u; j < COLS; j++) {
-        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot(xs, u[j][0], x5[4].x));
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot(xs, u[j], x5[4].x));
       }
     }
   }
