@@ -220,11 +220,13 @@ export class Gpu {
     const rowBytes = rowElems * (dtype === 'bf16' || dtype === 'f16' ? 2 : 4);
     const maxTexture = this.device.limits.maxTextureDimension2D;
     const texels = this.texelWeights && shape.length === 2 && rowBytes === rowElems * 2 && rowElems % 8 === 0 && rowElems / 8 <= maxTexture;
-    const il = texels && interleave ? texelInterleave(rowElems / 8, maxTexture) : 1;
     let rowsPerPart = Math.floor(this.maxBindingBytes / rowBytes);
     // texel parts: at most maxTexture rows (side by side or not: the loader's pieces, and so its
     // staging buffers, stay as they are), in whole texture rows (a part starts one)
-    if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture) - (Math.min(rowsPerPart, maxTexture) % il);
+    if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture);
+    let il = texels && interleave ? texelInterleave(rowElems / 8, maxTexture) : 1;
+    if (rowsPerPart < il) il = 1; // a part of fewer rows (tiny binding limits)
+    rowsPerPart -= rowsPerPart % il;
     if (rowsPerPart < 1) throw new Error(`${label}: one row of [${shape.join(', ')}] ${dtype} (${rowBytes} bytes) is larger than the storage binding limit (${this.maxBindingBytes} bytes)`);
     // keep every part a whole number of 32-bit words (packed 16-bit rows of odd length)
     if ((rowBytes * rowsPerPart) % 4 !== 0) rowsPerPart -= 1;

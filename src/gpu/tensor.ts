@@ -12,11 +12,12 @@
 // Texel layout (weights on software adapters, see Gpu.texelWeights): a 16-bit [N, K] weight with
 // K % 8 == 0 is held in rgba32uint textures instead, one per part. Texel i of row r (elements
 // 8i .. 8i+7, four words in the buffer layout's order) is texel (i * IL + r % IL, r / IL): IL rows
-// (the part's `interleave`, 8 where the texture is wide enough) lie side by side, 16 bytes at a
-// time, so the 8 SIMD lanes of a GEMV, each reading its own row, read 128 contiguous bytes
-// instead of 8 rows far apart (GEMV 10-25 % faster; bench/RESULTS.md). Lavapipe loads a storage
-// texel with one 16-byte load per lane where a vec4 storage-buffer load costs four bounds-checked
-// scalar loads, so weights stream 1.5-2x faster than from buffers.
+// (the part's `interleave`: 8 for quantized weights where the texture is wide enough, 1 for the
+// others, see Gpu.allocWeight) lie side by side, 16 bytes at a time, so the 8 SIMD lanes of a GEMV,
+// each reading its own row, read 128 contiguous bytes instead of 8 rows far apart (q4 GEMVs ~8 %,
+// q8 10-20 %, bf16 15-26 % faster; bench/RESULTS.md). Lavapipe loads a storage texel with one
+// 16-byte load per lane where a vec4 storage-buffer load costs four bounds-checked scalar loads,
+// so weights stream 1.5-2x faster than from buffers.
 
 import type { Gpu } from './device.js';
 
