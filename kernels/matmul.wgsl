@@ -72,7 +72,8 @@
 //                                                 texture_storage_2d<rgba32uint, read> [M][5 K / 32]
 //                                                 (both written by kernels/matmul_xq8.wgsl)
 //   2 w         storage read  [nPart, K]          array<vec4<u32 or f32>> with VEC, else array<u32 or f32>;
-//                                                 W_TEXELS: texture_storage_2d<rgba32uint, read> [nPart][K / 8]
+//                                                 W_TEXELS: texture_storage_2d<rgba32uint, read> [ceil(nPart / IL)][K / 8 * IL]
+//                                                 (Q8 / Q4: rowUnits() * IL wide)
 //   3 out       storage rw    f32 [M, N]
 //   BIAS_B      storage read  f32 [N]             (BIAS; binding numbers come from the wrapper)
 //   SCALE_B     storage read  f32 [N]             (SCALE)

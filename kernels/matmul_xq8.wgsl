@@ -21,9 +21,6 @@ struct Params { M: u32, K: u32 }
 #if SWAR
 @group(0) @binding(2) var out: texture_storage_2d<rgba32uint, write>;
 fn put(g: u32, m: u32, t: u32, v: vec4<u32>) { textureStore(out, vec2<u32>(5u * g + t, m), v); }
-#endif
-#if SWAR
-
 // The u32 x_b + x_a * 65536 (mod 2^32), multiplied by a weight word n_a + n_b * 65536 (SWAR).
 fn pair(a: i32, b: i32) -> u32 { return bitcast<u32>(b) + (bitcast<u32>(a) << 16u); }
 #else
