@@ -8,7 +8,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tensor } from '../src/gpu/tensor.js';
-import { CACHE_FOLDER, cacheDirs, cacheFileName, type QuantCacheOptions } from '../src/weights/quant-cache.js';
+import { CACHE_FOLDER, cacheDirs } from '../src/weights/quant-cache-files.js';
+import { cacheFileName, type QuantCacheOptions } from '../src/weights/quant-cache.js';
 import { quantizeRule, quantRowBytes, type QuantDType } from '../src/weights/quantize.js';
 import { Checkpoint, type TensorInfo } from '../src/weights/safetensors.js';
 import { uploadTensors, type UploadOptions, type UploadProgress } from '../src/weights/upload.js';

@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CACHE_FOLDER } from '../src/weights/quant-cache.js';
+import { CACHE_FOLDER } from '../src/weights/quant-cache-files.js';
 import { quantizeRule } from '../src/weights/quantize.js';
 import { Checkpoint, type TensorInfo } from '../src/weights/safetensors.js';
 import { uploadTensors } from '../src/weights/upload.js';

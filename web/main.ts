@@ -37,18 +37,26 @@ function startWorker(): void {
   };
 }
 
+/** what a q8/q4 load is doing, beside its progress */
+const CACHE_NOTE: Record<string, string> = {
+  read: ' · the quantized copy saved by an earlier load',
+  writing: ' · quantizing; a copy is saved for the next load',
+  none: ' · quantizing',
+};
+
 function onMessage(m: FromWorker): void {
   const progress = $<HTMLProgressElement>('progress');
   switch (m.type) {
     case 'progress':
       progress.hidden = false;
       progress.value = m.total ? m.done / m.total : 0;
-      $('model-status').textContent = `${m.phase === 'download' ? 'Downloading' : 'Loading onto the GPU'}: ${GB(m.done)} of ${GB(m.total)} (${(m.bytesPerSecond / 1e6).toFixed(1)} MB/s)${m.file ? ` · ${m.file}` : ''}`;
+      $('model-status').textContent = `${m.phase === 'download' ? 'Downloading' : 'Loading onto the GPU'}: ${GB(m.done)} of ${GB(m.total)} (${(m.bytesPerSecond / 1e6).toFixed(1)} MB/s)${m.file ? ` · ${m.file}` : ''}${CACHE_NOTE[m.quantCache ?? ''] ?? ''}`;
       break;
     case 'ready':
       progress.hidden = true;
-      $('model-status').textContent = `Ready: ${m.model} on ${m.adapter}. Loaded ${GB(m.bytes)} in ${m.loadSeconds.toFixed(1)} s (${(m.bytes / 1e6 / m.loadSeconds).toFixed(1)} MB/s)${m.downloadedBytes ? `; downloaded ${GB(m.downloadedBytes)}` : ''}.`;
+      $('model-status').textContent = `Ready: ${m.model} on ${m.adapter}. Loaded ${GB(m.bytes)} in ${m.loadSeconds.toFixed(1)} s (${(m.bytes / 1e6 / m.loadSeconds).toFixed(1)} MB/s)${m.downloadedBytes ? `; downloaded ${GB(m.downloadedBytes)}` : ''}.${m.quantCache ? ` Quantized copy: ${m.quantCache.status}.` : ''}`;
       $('model-status').dataset.state = 'ready';
+      $('model-status').dataset.quantCache = m.quantCache?.use ?? '';
       $('model-status').dataset.loadSeconds = String(m.loadSeconds);
       $('model-status').dataset.bytes = String(m.bytes);
       $('model-status').dataset.downloaded = String(m.downloadedBytes);

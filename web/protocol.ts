@@ -21,12 +21,16 @@ export type ToWorker =
   | { type: 'stop' }
   | { type: 'reset' };
 
+/** A q8/q4 load read its quantized copy, is writing one while it quantizes, or quantizes without one. */
+export type QuantCacheUse = 'read' | 'writing' | 'written' | 'none';
+
 /** What went wrong, so the page can offer the right way out. */
 export type ErrorKind = 'no-webgpu' | 'limits' | 'device-lost' | 'out-of-memory' | 'input' | 'quota' | 'download' | 'model' | 'internal';
 
 export type FromWorker =
-  | { type: 'progress'; phase: 'download' | 'load'; done: number; total: number; bytesPerSecond: number; file?: string }
-  | { type: 'ready'; adapter: string; model: string; loadSeconds: number; bytes: number; downloadedBytes: number }
+  | { type: 'progress'; phase: 'download' | 'load'; done: number; total: number; bytesPerSecond: number; file?: string; quantCache?: QuantCacheUse }
+  /** quantCache: what a q8/q4 load did with the quantized copy in the OPFS (src/weights/quant-cache.ts), and its status line */
+  | { type: 'ready'; adapter: string; model: string; loadSeconds: number; bytes: number; downloadedBytes: number; quantCache?: { use: QuantCacheUse; status: string } }
   | { type: 'token'; text: string }
   | { type: 'done'; answer: string; stats: string; stopped: boolean; decodeTokensPerSecond: number; newTokens: number }
   | { type: 'error'; kind: ErrorKind; message: string };

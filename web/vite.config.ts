@@ -4,7 +4,7 @@
 //   src/gpu/kernels.ts         -> src/browser/kernels.ts  (WGSL bundled as text)
 //   src/preprocess/decode.ts   -> src/browser/decode.ts   (createImageBitmap)
 //   src/preprocess/video.ts    -> src/browser/video.ts    (mp4box.js + WebCodecs)
-//   src/weights/quant-cache.ts -> src/browser/quant-cache.ts (a file cache on disk: Node only)
+//   src/weights/quant-cache-files.ts -> src/browser/quant-cache-files.ts (the quantized cache in the OPFS)
 //   node:fs/promises           -> src/browser/fs.ts       (byte sources mounted at virtual paths)
 // (The browser builds live in their own folder: Vite's dependency scan caches a specifier's
 // resolution per importing folder, so './decode.js' must not mean both files in one folder.)
@@ -22,7 +22,7 @@ function browserBuilds(): Plugin {
     [src('gpu/kernels.ts'), src('browser/kernels.ts')],
     [src('preprocess/decode.ts'), src('browser/decode.ts')],
     [src('preprocess/video.ts'), src('browser/video.ts')],
-    [src('weights/quant-cache.ts'), src('browser/quant-cache.ts')],
+    [src('weights/quant-cache-files.ts'), src('browser/quant-cache-files.ts')],
   ]);
   return {
     name: 'pvc-browser-builds',

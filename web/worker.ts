@@ -7,7 +7,7 @@ import { DownloadError, ensureHubModel, formatSize, QuotaError, type HubProgress
 import { describeShortfalls, kernelShortfalls, modelShortfalls, type AdapterLimits } from '../src/browser/limits.js';
 import { BlobSource, HttpSource } from '../src/browser/source.js';
 import { Checkpoint } from '../src/weights/safetensors.js';
-import type { ErrorKind, FromWorker, ModelSource, ToWorker } from './protocol.js';
+import type { ErrorKind, FromWorker, ModelSource, QuantCacheUse, ToWorker } from './protocol.js';
 
 const MODEL_DIR = '/model';
 type Dtype = Extract<ToWorker, { type: 'load' }>['dtype'];
@@ -105,11 +105,13 @@ async function load(source: ModelSource, dtype: Dtype): Promise<void> {
   await checkModelFits(limits, dtype);
   const start = performance.now();
   let bytes = 0;
+  let cache: string | undefined;
   loaded = await loadModel(MODEL_DIR, {
     dtype,
     onProgress: (p) => {
       bytes = p.bytesTotal;
-      post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond });
+      cache = p.breakdown.quantCache;
+      post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond, quantCache: cache === undefined ? undefined : cacheUse(cache) });
     },
   });
   session = new ChatSession(loaded.model, loaded.tokenizer, { stopIds: loaded.stopIds });
@@ -118,7 +120,13 @@ async function load(source: ModelSource, dtype: Dtype): Promise<void> {
     // a device this worker destroyed itself (a new load, or a page closing) is no longer `loaded`'s
     if (loaded?.gpu.device === device) post({ type: 'error', kind: 'device-lost', message: `The GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}). Reload the model to continue.` });
   });
-  post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded });
+  post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded, quantCache: cache === undefined ? undefined : { use: cacheUse(cache), status: cache } });
+}
+
+/** The quantized cache's status line (src/weights/quant-cache.ts) as what the load did with it. */
+function cacheUse(status: string): QuantCacheUse {
+  const use = /(?:^|; )(read from|writing|written to) /.exec(status)?.[1];
+  return use === 'read from' ? 'read' : use === 'writing' ? 'writing' : use === 'written to' ? 'written' : 'none';
 }
 
 function mountInput(file: File): string {

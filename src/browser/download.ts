@@ -32,7 +32,7 @@ interface RemoteFile {
 }
 
 /** FileSystemSyncAccessHandle (lib.webworker's; the project compiles against lib.dom). */
-interface SyncAccess {
+export interface SyncAccess {
   getSize(): number;
   read(buffer: Uint8Array, options: { at: number }): number;
   write(buffer: Uint8Array, options: { at: number }): number;
@@ -40,7 +40,7 @@ interface SyncAccess {
   flush(): void;
   close(): void;
 }
-type WorkerFileHandle = FileSystemFileHandle & { createSyncAccessHandle(): Promise<SyncAccess>; move(name: string): Promise<void> };
+export type WorkerFileHandle = FileSystemFileHandle & { createSyncAccessHandle(): Promise<SyncAccess>; move(name: string): Promise<void> };
 
 export class QuotaError extends Error {
   override name = 'QuotaError';
@@ -90,7 +90,7 @@ async function listFiles(hub: HubModel, signal?: AbortSignal): Promise<{ commit:
   return { commit, files };
 }
 
-async function fileIfPresent(dir: FileSystemDirectoryHandle, name: string): Promise<File | undefined> {
+export async function fileIfPresent(dir: FileSystemDirectoryHandle, name: string): Promise<File | undefined> {
   try {
     return await (await dir.getFileHandle(name)).getFile();
   } catch {

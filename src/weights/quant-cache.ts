@@ -17,27 +17,25 @@
 //               rebuilt instead of giving wrong weights.
 // A cache that does not match (missing, truncated, stale, another quantizer, other tensors) is
 // rebuilt by the load that finds it. Written to a temporary file beside it, then renamed: a reader
-// never sees a partial file. Where DIR is not writable it goes to $XDG_CACHE_HOME/pvc-webgpu (or
-// ~/.cache/pvc-webgpu) in a folder named by a hash of DIR's path; failing that the load goes on
-// without one. Node only: the browser build (web/vite.config.ts) swaps in src/browser/quant-cache.ts.
+// never sees a partial file. Where the cache lives and how its bytes are written and hashed is
+// quant-cache-files.ts: in Node, DIR/.pvc-cache or else $XDG_CACHE_HOME/pvc-webgpu (or
+// ~/.cache/pvc-webgpu) in a folder named by a hash of DIR's path, failing both the load goes on
+// without one; in the browser build (web/vite.config.ts swaps in src/browser/quant-cache-files.ts),
+// the Origin Private File System.
 
-import { createHash, type Hash } from 'node:crypto';
-import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { QUANT_GROUP, quantRowBytes, quantizeRows, type QuantDType } from './quantize.js';
+import { cacheFolders, modifiedMs, sha256, type CacheFileWriter, type CacheFolder, type Sha256 } from './quant-cache-files.js';
 import { readExact, readHeader, type Checkpoint, type SafetensorsHeader, type TensorInfo } from './safetensors.js';
 import { FileSource } from './source.js';
 
 export const QUANT_CACHE_VERSION = 1;
 const FORMAT = 'pvc-webgpu quantized cache';
-/** folder made beside the checkpoint's files */
-export const CACHE_FOLDER = '.pvc-cache';
 const SAMPLES = 16;
 const SAMPLE_BYTES = 64 << 10;
 
 export interface QuantCacheOptions {
-  /** folder for the cache file (default: CACHE_FOLDER beside the checkpoint, else the user cache folder) */
+  /** folder for the cache file (Node; default: CACHE_FOLDER beside the checkpoint, else the user cache folder; the browser build keeps it in the OPFS) */
   dir?: string;
 }
 
@@ -69,14 +67,6 @@ export interface QuantCacheSession {
   discard(): Promise<void>;
 }
 
-/** Where the cache of a checkpoint in `ckptDir` goes by default, most preferred first. */
-export function cacheDirs(ckptDir: string, opts: QuantCacheOptions = {}): string[] {
-  if (opts.dir) return [opts.dir];
-  const user = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  const key = createHash('sha256').update(resolve(ckptDir)).digest('hex').slice(0, 16);
-  return [join(ckptDir, CACHE_FOLDER), join(user, 'pvc-webgpu', `${basename(resolve(ckptDir))}-${key}`)];
-}
-
 export function cacheFileName(dtype: QuantDType): string {
   return `${dtype}-v${QUANT_CACHE_VERSION}.safetensors`;
 }
@@ -91,25 +81,28 @@ export function quantizerFingerprint(dtype: QuantDType): string {
     // exponents 100..139 (|v| ~ 1e-8 .. 1e4), both signs; every 7th value zero
     bits[i] = i % 7 === 0 ? 0 : ((x >>> 16) & 0x8000) | (((100 + ((x >>> 8) % 40)) << 7) & 0x7f80) | (x & 0x7f);
   }
-  return createHash('sha256').update(quantizeRows(dtype, bits, K)).digest('hex');
+  const hash = sha256();
+  hash.update(quantizeRows(dtype, bits, K));
+  return hash.hex();
 }
 
-/** Name, size, mtime, header hash and sampled-data hash of each of the checkpoint's files. */
+/** Name, size, mtime (where the files have one), header hash and sampled-data hash of each of the checkpoint's files. */
 export async function sourceFingerprint(ckpt: Checkpoint): Promise<string> {
   const files = [];
   for (const h of [...ckpt.headers].sort((a, b) => (a.file < b.file ? -1 : 1))) {
-    const st = await stat(h.file, { bigint: true });
     const header = new Uint8Array(h.dataStart);
     const source = await FileSource.open(h.file);
     await readExact(source, header, 0, 'header');
-    const samples = createHash('sha256');
+    const headerHash = sha256();
+    headerHash.update(header);
+    const samples = sha256();
     const data = h.fileSize - h.dataStart;
     const block = new Uint8Array(Math.min(SAMPLE_BYTES, data));
     for (let i = 0; i < SAMPLES && block.length; i++) {
       await readExact(source, block, h.dataStart + Math.floor(((data - block.length) * i) / (SAMPLES - 1)), 'data sample');
       samples.update(block);
     }
-    files.push({ name: basename(h.file), size: Number(st.size), mtimeMs: Number(st.mtimeNs / 1_000_000n), header: createHash('sha256').update(header).digest('hex'), samples: samples.digest('hex') });
+    files.push({ name: h.file.slice(h.file.lastIndexOf('/') + 1), size: source.size, mtimeMs: await modifiedMs(h.file), header: headerHash.hex(), samples: samples.hex() });
   }
   return JSON.stringify(files);
 }
@@ -143,33 +136,33 @@ export async function openQuantCache(ckpt: Checkpoint, quantized: ReadonlyArray<
     sources: await sourceFingerprint(ckpt),
   };
   const file = cacheFileName(dtypes.join('-') as QuantDType);
-  const ckptDir = dirname(ckpt.headers[0].file);
-  const dirs = cacheDirs(ckptDir, opts);
+  const folders = await cacheFolders(dirname(ckpt.headers[0].file), metadata.sources, opts);
   let stale = '';
-  for (const dir of dirs) {
-    const path = join(dir, file);
-    const found = await readCache(path, plan, metadata);
+  for (const folder of folders) {
+    const found = await readCache(folder, file, plan, metadata);
     if (found.reader) return found.reader;
-    if (found.why && !stale) stale = `${path}: ${found.why}; `;
+    if (found.why && !stale) stale = `${folder.name}/${file}: ${found.why}; `;
   }
+  const bytes = new CacheWriter(null, plan, metadata, '').header().length + plan.reduce((n, p) => n + p.bytes, 0);
   const notes: string[] = [];
-  for (const dir of dirs) {
+  for (const folder of folders) {
     try {
-      return await CacheWriter.start(join(dir, file), plan, metadata, stale);
+      return await CacheWriter.start(folder, file, bytes, plan, metadata, stale);
     } catch (e) {
-      notes.push(`${dir}: ${(e as Error).message}`);
+      notes.push(`${folder.name}: ${(e as Error).message}`);
     }
   }
-  return new NoCache(`${stale}not written (${notes.join('; ')})`);
+  return new NoCache(`${stale}not written (${notes.join('; ') || 'no place to keep it'})`);
 }
 
-/** A valid cache at `path` as a reader; else why not (undefined when there is no file). */
-async function readCache(path: string, plan: Planned[], metadata: Record<string, string>): Promise<{ reader?: CacheReader; why?: string }> {
+/** A valid cache `file` in `folder` as a reader; else why not (undefined when there is no file). */
+async function readCache(folder: CacheFolder, file: string, plan: Planned[], metadata: Record<string, string>): Promise<{ reader?: CacheReader; why?: string }> {
   let header: SafetensorsHeader;
   try {
-    header = await readHeader(await FileSource.open(path));
+    const source = await folder.open(file);
+    if (!source) return {};
+    header = await readHeader(source);
   } catch (e) {
-    if (['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) return {};
     return { why: `unreadable (${(e as Error).message})` };
   }
   for (const [k, v] of Object.entries(metadata)) {
@@ -189,33 +182,34 @@ async function readCache(path: string, plan: Planned[], metadata: Record<string,
     end = Math.max(end, t.offset + t.byteLength);
   }
   if (end !== header.fileSize) return { why: `${header.fileSize} bytes where its tensors end at ${end}` };
-  return { reader: new CacheReader(path, header, digests as Record<string, { sha256: string }>) };
+  return { reader: new CacheReader(folder, file, header, digests as Record<string, { sha256: string }>) };
 }
 
 class CacheReader implements QuantCacheSession {
   readonly status: string;
 
   constructor(
-    private readonly path: string,
+    private readonly folder: CacheFolder,
+    private readonly file: string,
     private readonly header: SafetensorsHeader,
     private readonly digests: Record<string, { sha256: string }>,
   ) {
-    this.status = `read from ${path}`;
+    this.status = `read from ${folder.name}/${file}`;
   }
 
   cached(name: string): { info: TensorInfo; check(): CacheCheck } | undefined {
     const info = this.header.tensors.get(name);
     if (!info) return undefined;
     const want = this.digests[name].sha256;
-    const path = this.path;
+    const path = `${this.folder.name}/${this.file}`;
     return {
       info,
       check() {
-        const hash = createHash('sha256');
+        const hash = sha256();
         return {
-          update: (bytes) => void hash.update(bytes),
+          update: (bytes) => hash.update(bytes),
           check() {
-            if (hash.digest('hex') !== want) throw new QuantCacheError(`${path}: tensor '${name}' does not match its recorded hash (the cache file is damaged)`);
+            if (hash.hex() !== want) throw new QuantCacheError(`${path}: tensor '${name}' does not match its recorded hash (the cache file is damaged)`);
           },
         };
       },
@@ -231,7 +225,7 @@ class CacheReader implements QuantCacheSession {
   async abort(): Promise<void> {}
 
   async discard(): Promise<void> {
-    await unlink(this.path).catch(() => undefined);
+    await this.folder.remove(this.file).catch(() => undefined);
   }
 }
 
@@ -239,30 +233,27 @@ class CacheReader implements QuantCacheSession {
 class CacheWriter implements QuantCacheSession {
   private index = 0;
   private written = 0;
-  private hash: Hash = createHash('sha256');
+  private hash: Sha256 = sha256();
   private readonly digests: Record<string, { dtype: QuantDType; shape: [number, number]; sha256: string }> = {};
   private failed = '';
+  /** bytes before the next rows */
+  private offset = 0;
 
-  private constructor(
-    private readonly path: string,
-    private readonly tmp: string,
-    private fh: FileHandle | null,
+  constructor(
+    private out: CacheFileWriter | null,
     private readonly plan: Planned[],
     private readonly metadata: Record<string, string>,
     private readonly note: string,
-    /** bytes before the first tensor */
-    private offset: number,
-  ) {}
+    private readonly path = '',
+  ) {
+    for (const p of plan) this.digests[p.name] = { dtype: p.dtype, shape: p.shape, sha256: '0'.repeat(64) };
+  }
 
-  static async start(path: string, plan: Planned[], metadata: Record<string, string>, note: string): Promise<CacheWriter> {
-    await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-    const fh = await open(tmp, 'wx');
-    const w = new CacheWriter(path, tmp, fh, plan, metadata, note, 0);
+  static async start(folder: CacheFolder, file: string, bytes: number, plan: Planned[], metadata: Record<string, string>, note: string): Promise<CacheWriter> {
+    const w = new CacheWriter(await folder.create(file, bytes), plan, metadata, note, `${folder.name}/${file}`);
     try {
-      for (const p of plan) w.digests[p.name] = { dtype: p.dtype, shape: p.shape, sha256: '0'.repeat(64) };
       const header = w.header();
-      await fh.write(header, 0, header.length, 0);
+      await w.out!.write(header, 0);
       w.offset = header.length;
     } catch (e) {
       await w.abort();
@@ -281,7 +272,7 @@ class CacheWriter implements QuantCacheSession {
   }
 
   /** 8-byte length, then the JSON header padded to 8 bytes (the same length whatever the hashes). */
-  private header(): Uint8Array {
+  header(): Uint8Array {
     const json: Record<string, unknown> = { __metadata__: { ...this.metadata, tensors: JSON.stringify(this.digests) } };
     let at = 0;
     for (const p of this.plan) {
@@ -297,17 +288,17 @@ class CacheWriter implements QuantCacheSession {
   }
 
   async append(name: string, bytes: Uint8Array): Promise<void> {
-    if (!this.fh) return;
+    if (!this.out) return;
     const p = this.plan[this.index];
     try {
       if (p?.name !== name || this.written + bytes.length > p.bytes) throw new Error(`rows of '${name}' arrived out of order (expected '${p?.name}')`);
-      await this.fh.write(bytes, 0, bytes.length, this.offset);
+      await this.out.write(bytes, this.offset);
       this.offset += bytes.length;
       this.written += bytes.length;
       this.hash.update(bytes);
       if (this.written === p.bytes) {
-        this.digests[name].sha256 = this.hash.digest('hex');
-        this.hash = createHash('sha256');
+        this.digests[name].sha256 = this.hash.hex();
+        this.hash = sha256();
         this.written = 0;
         this.index++;
       }
@@ -318,15 +309,13 @@ class CacheWriter implements QuantCacheSession {
   }
 
   async commit(): Promise<void> {
-    if (!this.fh) return;
+    if (!this.out) return;
     try {
       if (this.index !== this.plan.length) throw new Error(`only ${this.index} of ${this.plan.length} tensors were written`);
-      const header = this.header();
-      await this.fh.write(header, 0, header.length, 0);
-      await this.fh.datasync();
-      await this.fh.close();
-      this.fh = null;
-      await rename(this.tmp, this.path);
+      await this.out.write(this.header(), 0);
+      const out = this.out;
+      this.out = null;
+      await out.commit();
     } catch (e) {
       this.failed = (e as Error).message;
       await this.abort();
@@ -334,10 +323,9 @@ class CacheWriter implements QuantCacheSession {
   }
 
   async abort(): Promise<void> {
-    const fh = this.fh;
-    this.fh = null;
-    await fh?.close().catch(() => undefined);
-    await unlink(this.tmp).catch(() => undefined);
+    const out = this.out;
+    this.out = null;
+    await out?.abort().catch(() => undefined);
   }
 
   async discard(): Promise<void> {

@@ -499,7 +499,7 @@ export async function uploadTensor(gpu: Gpu, info: TensorInfo, opts: UploadOptio
 
 /**
  * Upload tensors (default: every tensor of the checkpoint), in file order for sequential reads.
- * Quantized tensors of a checkpoint on disk are read from its quantized cache when that holds
+ * Quantized tensors of a checkpoint's files are read from its quantized cache when that holds
  * them, else quantized and the cache written (quant-cache.ts); a damaged cache found while reading
  * is removed and the load starts again, quantizing. On any error the tensors uploaded so far are released.
  */
@@ -510,10 +510,10 @@ export async function uploadTensors(gpu: Gpu, source: Checkpoint | TensorInfo[],
     const dtype = opts.quantize?.(info);
     return dtype ? [{ info, dtype }] : [];
   });
-  // the cache is written beside files on disk: in Node (the browser build's FileSource reads mounted byte sources)
-  const inNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
-  const onDisk = inNode && !Array.isArray(source) && source.headers.length > 0 && infos.every((t) => t.source instanceof FileSource);
-  const openCache = () => (quantized.length && onDisk && opts.quantCache !== false ? openQuantCache(source as Checkpoint, quantized, opts.quantCache || {}) : Promise.resolve(null));
+  // a checkpoint's files (on disk; in the browser build, byte sources mounted as files) have a cache
+  // (beside them, or in the OPFS: quant-cache-files.ts)
+  const ofFiles = !Array.isArray(source) && source.headers.length > 0 && infos.every((t) => t.source instanceof FileSource);
+  const openCache = () => (quantized.length && ofFiles && opts.quantCache !== false ? openQuantCache(source as Checkpoint, quantized, opts.quantCache || {}) : Promise.resolve(null));
   const cache = await openCache();
   try {
     return await uploadWith(gpu, infos, opts, cache);

@@ -13,6 +13,8 @@
 //   the hub's tensor headers before a download, and from cached files) and a GPU out-of-memory are
 //   messages on the page, with the numbers;
 // - a local folder and a folder URL (Range requests) load;
+// - at q4 the first load writes the quantized copy to the OPFS (the same quantized rows and hashes
+//   as Node's cache file), the next load reads it, and the answer is Node's q4 greedy text;
 // - without --enable-unsafe-webgpu the page says there is no WebGPU (a second browser, started
 //   beside the first).
 // The faults a real browser will not produce on demand (a small quota, small limits, an OOM, a lost
@@ -41,10 +43,14 @@ const CASES = [
   { name: 'two images', question: 'What are the similarities and differences between these two images?', files: [IMAGE1, IMAGE2], node: { images: [IMAGE1, IMAGE2], maxTiles: 4 } },
   { name: 'video', question: 'What is happening in this video?', files: [VIDEO], node: { video: { path: VIDEO, frames: 8 } } },
 ];
+/** the question the q4 model answers in Node and in the page */
+const Q4_QUESTION = 'Describe a quiet morning in a small town.';
 const STOP_CANDIDATES = ['Tell me a long story about a dragon.', 'Count from one to one hundred.', 'Explain how a computer works.', 'List every country you know.'];
 
 const tmp = mkdtempSync(join(tmpdir(), 'browser-test-'));
 const model = join(tmp, 'tiny');
+/** where Node's q4 load writes its quantized cache (not beside the checkpoint, which the fake hub serves) */
+const nodeQ4Cache = join(tmp, 'node-q4-cache');
 const seed = freshSeed();
 const nodeAnswers = new Map<string, string>();
 let stopQuestion = '';
@@ -86,6 +92,18 @@ async function answerInNode(): Promise<void> {
   } finally {
     m.dispose();
   }
+  const q4 = await loadModel(model, { dtype: 'q4', quantCache: { dir: nodeQ4Cache } });
+  try {
+    nodeAnswers.set('q4', (await nodeAnswer(q4, { question: Q4_QUESTION }, MAX_NEW)).answer);
+  } finally {
+    q4.dispose();
+  }
+}
+
+/** A quantized cache file's header (the JSON) and the sha256 of its data (the bytes after the header). */
+function cacheParts(bytes: Uint8Array): { header: { __metadata__: Record<string, string> }; dataSha256: string } {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  return { header: JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))), dataSha256: createHash('sha256').update(bytes.subarray(8 + n)).digest('hex') };
 }
 
 /** The error a browser without --enable-unsafe-webgpu shows when asked to load (kind, text). */
@@ -387,6 +405,48 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     await expectReady();
     expect(hub.seen.filter((s) => s.includes(shard) && /bytes=\d+-\d+$/.test(s)).length).toBeGreaterThan(0);
   }, 60_000);
+
+  it('q4: the first load saves its quantized copy in the OPFS (the bytes Node writes), the next reads it and answers with Node\'s q4 text', async () => {
+    await nodeDone;
+    await page.selectOption('#dtype', 'q4');
+    await loadHub(hub);
+    await expectReady();
+    expect(await page.getAttribute('#model-status', 'data-quant-cache'), (await page.textContent('#model-status')) ?? '').toBe('written');
+    const firstBytes = Number(await page.getAttribute('#model-status', 'data-bytes'));
+    // the OPFS holds one copy, under pvc-cache/KEY/
+    const files = await page.evaluate(async () => {
+      const out: { path: string; header: string; dataSha256: string }[] = [];
+      const top = await (await navigator.storage.getDirectory()).getDirectoryHandle('pvc-cache');
+      for await (const [key, dir] of (top as unknown as { entries(): AsyncIterable<[string, FileSystemDirectoryHandle]> }).entries()) {
+        for await (const [name, f] of (dir as unknown as { entries(): AsyncIterable<[string, FileSystemFileHandle]> }).entries()) {
+          const bytes = new Uint8Array(await (await f.getFile()).arrayBuffer());
+          const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+          const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes.subarray(8 + n)));
+          out.push({ path: `${key}/${name}`, header: new TextDecoder().decode(bytes.subarray(8, 8 + n)), dataSha256: [...digest].map((b) => b.toString(16).padStart(2, '0')).join('') });
+        }
+      }
+      return out;
+    });
+    expect(files.map((f) => f.path)).toEqual([expect.stringMatching(/^[0-9a-f]{16}\/q4-v1\.safetensors$/)]);
+    const inPage = { header: JSON.parse(files[0].header), dataSha256: files[0].dataSha256 };
+    const inNode = cacheParts(readFileSync(join(nodeQ4Cache, 'q4-v1.safetensors')));
+    // the same quantized rows and tensor hashes; the fingerprints differ only where Node records mtimes
+    expect(inPage.dataSha256).toBe(inNode.dataSha256);
+    expect(inPage.header.__metadata__.tensors).toBe(inNode.header.__metadata__.tensors);
+    const withoutTimes = (sources: string) => JSON.stringify(JSON.parse(sources).map((f: Record<string, unknown>) => ({ ...f, mtimeMs: undefined })));
+    expect(withoutTimes(inPage.header.__metadata__.sources)).toBe(withoutTimes(inNode.header.__metadata__.sources));
+    expect(JSON.parse(inPage.header.__metadata__.sources).every((f: Record<string, unknown>) => !('mtimeMs' in f))).toBe(true);
+
+    await page.click('#load-hub');
+    await expectReady();
+    expect(await page.getAttribute('#model-status', 'data-quant-cache')).toBe('read');
+    expect(await page.textContent('#model-status')).toMatch(/Quantized copy: read from OPFS pvc-cache\/[0-9a-f]{16}\/q4-v1\.safetensors\./);
+    // the quantized weights come from the copy: fewer bytes than the checkpoint's bf16 ones
+    expect(Number(await page.getAttribute('#model-status', 'data-bytes'))).toBeLessThan(firstBytes);
+    await page.click('#new-chat');
+    await setting('max-new-tokens', MAX_NEW);
+    expect((await ask(Q4_QUESTION)).text).toBe(nodeAnswers.get('q4'));
+  }, 600_000);
 
   it('without --enable-unsafe-webgpu the page says there is no WebGPU', async () => {
     const [kind, text] = await noWebGpu;
