@@ -1,13 +1,14 @@
 // The quantized copy of a checkpoint: `loadModel(dir, { dtype: 'q4' })` quantizes the LLM's
 // weights while loading (quantize.ts) and writes them, as it goes, to DIR/.pvc-cache/q4-v1.safetensors;
-// the next load reads that file instead of quantizing (upload.ts). Node only (files on disk).
+// the next load reads that file instead of quantizing (upload.ts). In a browser the file lives in the
+// Origin Private File System (see below).
 //
 // The file is plain safetensors: each quantized weight [N, K] is a U8 tensor [N, rowBytes] holding
 // quantize.ts's rows as they go to the GPU, under the checkpoint's tensor name. __metadata__:
 //   format "pvc-webgpu quantized cache", version, dtype, group (values per scale),
 //   quantizer:  sha256 of what quantizeRows makes of a fixed probe block (a change to the
 //               quantizer's layout or rounding in quantize.ts invalidates every cache by itself),
-//   sources:    JSON list of the checkpoint's files: name, size, mtime, sha256 of the header, and
+//   sources:    JSON list of the checkpoint's files: name, size, mtime (Node), sha256 of the header, and
 //               sha256 of 16 blocks of 64 KiB spread over the data. Hashing all 16.6 GB of the
 //               full checkpoint would take ~30 s at this disk's ~0.6-1 GB/s; size + mtime + header
 //               + samples cost a few ms and catch a re-converted or re-downloaded checkpoint
