@@ -54,7 +54,7 @@ function onMessage(m: FromWorker): void {
       break;
     case 'ready':
       progress.hidden = true;
-      $('model-status').textContent = `Ready: ${m.model} on ${m.adapter}. Loaded ${GB(m.bytes)} in ${m.loadSeconds.toFixed(1)} s (${(m.bytes / 1e6 / m.loadSeconds).toFixed(1)} MB/s)${m.downloadedBytes ? `; downloaded ${GB(m.downloadedBytes)}` : ''}.${m.quantCache ? ` Quantized copy: ${m.quantCache.status}.` : ''}`;
+      $('model-status').textContent = `Ready: ${m.model} on ${m.adapter}. Loaded ${GB(m.bytes)} in ${m.loadSeconds.toFixed(1)} s (${(m.bytes / 1e6 / m.loadSeconds).toFixed(1)} MB/s)${m.downloadedBytes ? `; downloaded ${GB(m.downloadedBytes)}` : ''}.${m.quantCache ? ` Quantized copy: ${m.quantCache.status}${m.quantCache.threads ? ` (quantized on ${m.quantCache.threads} worker${m.quantCache.threads > 1 ? 's' : ''})` : ''}.` : ''}`;
       $('model-status').dataset.state = 'ready';
       $('model-status').dataset.quantCache = m.quantCache?.use ?? '';
       $('model-status').dataset.loadSeconds = String(m.loadSeconds);

@@ -29,8 +29,8 @@ export type ErrorKind = 'no-webgpu' | 'limits' | 'device-lost' | 'out-of-memory'
 
 export type FromWorker =
   | { type: 'progress'; phase: 'download' | 'load'; done: number; total: number; bytesPerSecond: number; file?: string; quantCache?: QuantCacheUse }
-  /** quantCache: what a q8/q4 load did with the quantized copy in the OPFS (src/weights/quant-cache.ts), and its status line */
-  | { type: 'ready'; adapter: string; model: string; loadSeconds: number; bytes: number; downloadedBytes: number; quantCache?: { use: QuantCacheUse; status: string } }
+  /** quantCache: what a q8/q4 load did with the quantized copy in the OPFS (src/weights/quant-cache.ts), its status line, and the Web Workers that quantized (when it did) */
+  | { type: 'ready'; adapter: string; model: string; loadSeconds: number; bytes: number; downloadedBytes: number; quantCache?: { use: QuantCacheUse; status: string; threads?: number } }
   | { type: 'token'; text: string }
   | { type: 'done'; answer: string; stats: string; stopped: boolean; decodeTokensPerSecond: number; newTokens: number }
   | { type: 'error'; kind: ErrorKind; message: string };

@@ -1,14 +1,15 @@
 // The page (web/) and its Web Worker, bundled by Vite. The engine's modules are shared with Node;
 // the few that touch Node-only APIs get browser builds here, so nothing in the bundle reaches
 // node:fs, child_process, sharp or Dawn's bindings:
-//   src/gpu/kernels.ts         -> src/browser/kernels.ts  (WGSL bundled as text)
-//   src/preprocess/decode.ts   -> src/browser/decode.ts   (createImageBitmap)
-//   src/preprocess/video.ts    -> src/browser/video.ts    (mp4box.js + WebCodecs)
+//   src/gpu/kernels.ts               -> src/browser/kernels.ts  (WGSL bundled as text)
+//   src/preprocess/decode.ts         -> src/browser/decode.ts   (createImageBitmap)
+//   src/preprocess/video.ts          -> src/browser/video.ts    (mp4box.js + WebCodecs)
 //   src/weights/quant-cache-files.ts -> src/browser/quant-cache-files.ts (the quantized cache in the OPFS)
-//   node:fs/promises           -> src/browser/fs.ts       (byte sources mounted at virtual paths)
+//   src/weights/quantize-threads.ts  -> src/browser/quantize-threads.ts  (nested Web Workers)
+//   node:fs/promises                 -> src/browser/fs.ts       (byte sources mounted at virtual paths)
 // (The browser builds live in their own folder: Vite's dependency scan caches a specifier's
 // resolution per importing folder, so './decode.js' must not mean both files in one folder.)
-//   node:path                  -> pathe
+//   node:path                        -> pathe
 //   webgpu, sharp, node:child_process -> src/browser/unavailable.ts (never called in a browser)
 
 import { fileURLToPath } from 'node:url';
@@ -23,6 +24,7 @@ function browserBuilds(): Plugin {
     [src('preprocess/decode.ts'), src('browser/decode.ts')],
     [src('preprocess/video.ts'), src('browser/video.ts')],
     [src('weights/quant-cache-files.ts'), src('browser/quant-cache-files.ts')],
+    [src('weights/quantize-threads.ts'), src('browser/quantize-threads.ts')],
   ]);
   return {
     name: 'pvc-browser-builds',

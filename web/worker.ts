@@ -106,11 +106,13 @@ async function load(source: ModelSource, dtype: Dtype): Promise<void> {
   const start = performance.now();
   let bytes = 0;
   let cache: string | undefined;
+  let threads: number | undefined;
   loaded = await loadModel(MODEL_DIR, {
     dtype,
     onProgress: (p) => {
       bytes = p.bytesTotal;
       cache = p.breakdown.quantCache;
+      threads = p.breakdown.quantizeWorkers;
       post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond, quantCache: cache === undefined ? undefined : cacheUse(cache) });
     },
   });
@@ -120,7 +122,7 @@ async function load(source: ModelSource, dtype: Dtype): Promise<void> {
     // a device this worker destroyed itself (a new load, or a page closing) is no longer `loaded`'s
     if (loaded?.gpu.device === device) post({ type: 'error', kind: 'device-lost', message: `The GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}). Reload the model to continue.` });
   });
-  post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded, quantCache: cache === undefined ? undefined : { use: cacheUse(cache), status: cache } });
+  post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded, quantCache: cache === undefined ? undefined : { use: cacheUse(cache), status: cache, threads } });
 }
 
 /** The quantized cache's status line (src/weights/quant-cache.ts) as what the load did with it. */

@@ -1,17 +1,15 @@
 // Quantizing at load on several threads. The loader (upload.ts) hands row blocks to a Quantizer
-// and takes the codes back in order; a Quantizer runs quantizeRows either on worker threads
-// (Node: node:worker_threads, one block per worker at a time, both buffers transferred, never
-// copied, and handed back for reuse) or inline on the calling thread (workers: 0, and the browser
-// build, whose loader already runs in a Web Worker: a nested worker would need its own bundle).
-// The bytes are quantizeRows' whichever thread runs it.
+// and takes the codes back in order; a Quantizer runs quantizeRows either on worker threads (one
+// block per worker at a time, both buffers transferred, never copied, and handed back for reuse) or
+// inline on the calling thread (workers: 0). The bytes are quantizeRows' whichever thread runs it.
+// The threads themselves are quantize-threads.ts: node:worker_threads in Node, nested Web Workers
+// in the browser build (src/browser/quantize-threads.ts, where the loader runs in a Web Worker).
 //
-// Workers: PVC_QUANT_WORKERS, else os.availableParallelism() - 1 (at least 1): the main thread
+// Workers by default: PVC_QUANT_WORKERS, else the cores but one (at least 1): the loading thread
 // keeps reading, staging and writing the cache, and on lavapipe a thread copies to the "GPU".
-// A worker runs this same module (serveQuantizeWorker), started through a few lines of eval'd
-// CommonJS that first register tsx's loader when the module is TypeScript (the project runs from
-// source; workers do not inherit tsx's hooks on Node 20).
 
 import { quantizeRows, type QuantDType } from './quantize.js';
+import { coreCount, spawnQuantizeThread, type QuantizeThread } from './quantize-threads.js';
 
 export interface QuantizeJob {
   dtype: QuantDType;
@@ -32,26 +30,20 @@ export interface Quantizer {
   close(): Promise<void>;
 }
 
-const ROLE = 'pvc-webgpu quantize worker';
-
-/** How many worker threads quantize by default: PVC_QUANT_WORKERS, else the cores but one (at least one); 0 outside Node. */
+/** How many worker threads quantize by default: PVC_QUANT_WORKERS (Node), else the cores but one (at least one). */
 export async function defaultQuantizeWorkers(): Promise<number> {
-  if (!inNode) return 0;
-  const env = process.env.PVC_QUANT_WORKERS;
+  const env = typeof process !== 'undefined' ? process.env?.PVC_QUANT_WORKERS : undefined;
   if (env !== undefined && env !== '') {
     const n = Number(env);
     if (!Number.isInteger(n) || n < 0) throw new Error(`PVC_QUANT_WORKERS=${env}: expected a whole number of worker threads (0: quantize on the main thread)`);
     return n;
   }
-  const { availableParallelism } = await import('node:os');
-  return Math.max(1, availableParallelism() - 1);
+  return Math.max(1, (await coreCount()) - 1);
 }
 
-const inNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
-
-/** A quantizer with `workers` threads (0, or outside Node: inline). Workers start here; a failure to start rejects the first jobs. */
+/** A quantizer with `workers` threads (0: inline). Workers start here; a failure to start rejects the first jobs. */
 export async function openQuantizer(workers: number): Promise<Quantizer> {
-  return workers > 0 && inNode ? WorkerQuantizer.start(workers) : inlineQuantizer;
+  return workers > 0 ? WorkerQuantizer.start(workers) : inlineQuantizer;
 }
 
 const inlineQuantizer: Quantizer = {
@@ -63,7 +55,8 @@ const inlineQuantizer: Quantizer = {
   async close() {},
 };
 
-interface Request {
+/** A job as it travels to a thread (its buffers transferred). */
+export interface QuantizeRequest {
   id: number;
   dtype: QuantDType;
   K: number;
@@ -74,60 +67,59 @@ interface Request {
   outBytes: number;
 }
 
-interface Reply {
+/** A thread's answer: the job's buffers back (transferred), and the quantizer's error if it threw. */
+export interface QuantizeReply {
   id: number;
   bits: ArrayBuffer;
   out: ArrayBuffer;
   error?: string;
 }
 
+/** What a thread does with a request (both worker entry points call this). */
+export function answerQuantizeRequest(r: QuantizeRequest): QuantizeReply {
+  let error: string | undefined;
+  try {
+    quantizeRows(r.dtype, new Uint16Array(r.bits, 0, r.values), r.K, new Uint8Array(r.out, 0, r.outBytes), r.firstRow);
+  } catch (e) {
+    error = (e as Error).message;
+  }
+  return { id: r.id, bits: r.bits, out: r.out, error };
+}
+
 interface Pending {
-  request: Request;
+  request: QuantizeRequest;
   resolve(r: { bits: Uint16Array; out: Uint8Array }): void;
   reject(e: Error): void;
 }
 
-type NodeWorker = import('node:worker_threads').Worker;
-
 class WorkerQuantizer implements Quantizer {
-  private readonly idle: NodeWorker[] = [];
+  private readonly all: QuantizeThread[] = [];
+  private readonly idle: QuantizeThread[] = [];
   private readonly queue: Pending[] = [];
-  private readonly running = new Map<NodeWorker, Pending>();
+  private readonly running = new Map<QuantizeThread, Pending>();
   private nextId = 0;
   /** set once a worker fails or the pool closes: every later job rejects with it */
   private failure: Error | null = null;
-
-  private constructor(private readonly all: NodeWorker[]) {
-    this.idle.push(...all);
-  }
 
   get workers(): number {
     return this.all.length;
   }
 
   static async start(n: number): Promise<WorkerQuantizer> {
-    const { Worker } = await import('node:worker_threads');
-    // under tsx or vitest this module is TypeScript: the worker registers tsx's ESM loader first
-    const tsx = import.meta.url.endsWith('.ts') ? await tsxApi() : null;
-    const boot = `
-      const { workerData } = require('node:worker_threads');
-      (async () => {
-        if (workerData.tsx) (await import(workerData.tsx)).register();
-        (await import(workerData.entry)).serveQuantizeWorker();
-      })();`;
-    const workers: NodeWorker[] = [];
+    const pool = new WorkerQuantizer();
     try {
-      while (workers.length < n) workers.push(new Worker(boot, { eval: true, workerData: { role: ROLE, entry: import.meta.url, tsx } }));
+      while (pool.all.length < n) {
+        const thread: QuantizeThread = await spawnQuantizeThread(
+          (reply) => pool.settle(thread, reply),
+          (e) => pool.fail(e),
+        );
+        pool.all.push(thread);
+      }
     } catch (e) {
-      await Promise.all(workers.map((w) => w.terminate()));
+      await pool.terminate();
       throw e;
     }
-    const pool = new WorkerQuantizer(workers);
-    for (const w of workers) {
-      w.on('message', (reply: Reply) => pool.settle(w, reply));
-      w.on('error', (e) => pool.fail(new Error(`a quantizing worker thread failed: ${e.message}`, { cause: e })));
-      w.on('exit', (code) => pool.fail(new Error(`a quantizing worker thread exited (code ${code})`)));
-    }
+    pool.idle.push(...pool.all);
     return pool;
   }
 
@@ -135,7 +127,7 @@ class WorkerQuantizer implements Quantizer {
     if (bits.byteOffset !== 0 || out.byteOffset !== 0) throw new Error('quantize job buffers must be views from offset 0');
     return new Promise((resolve, reject) => {
       if (this.failure) return reject(this.failure);
-      const request: Request = { id: this.nextId++, dtype, K, firstRow, bits: bits.buffer as ArrayBuffer, values: bits.length, out: out.buffer as ArrayBuffer, outBytes: out.length };
+      const request: QuantizeRequest = { id: this.nextId++, dtype, K, firstRow, bits: bits.buffer as ArrayBuffer, values: bits.length, out: out.buffer as ArrayBuffer, outBytes: out.length };
       this.queue.push({ request, resolve, reject });
       this.dispatch();
     });
@@ -146,11 +138,11 @@ class WorkerQuantizer implements Quantizer {
       const w = this.idle.pop()!;
       const job = this.queue.shift()!;
       this.running.set(w, job);
-      w.postMessage(job.request, [job.request.bits, job.request.out]);
+      w.post(job.request);
     }
   }
 
-  private settle(w: NodeWorker, reply: Reply): void {
+  private settle(w: QuantizeThread, reply: QuantizeReply): void {
     const job = this.running.get(w);
     if (!job || job.request.id !== reply.id) return this.fail(new Error(`a quantizing worker answered job ${reply.id} out of turn`));
     this.running.delete(w);
@@ -178,31 +170,4 @@ class WorkerQuantizer implements Quantizer {
     if (!this.failure) this.fail(new Error('the quantizing workers were closed'));
     await this.terminate();
   }
-}
-
-/** The file URL of tsx's ESM registration API (`tsx/esm/api`, its ESM build: the CommonJS one fails to register in a worker). */
-async function tsxApi(): Promise<string> {
-  const { createRequire } = await import('node:module');
-  const { pathToFileURL } = await import('node:url');
-  const { dirname, join } = await import('node:path');
-  const require = createRequire(import.meta.url);
-  const pkg = require.resolve('tsx/package.json');
-  const entry = (require(pkg) as { exports: Record<string, { import?: { default?: string } }> }).exports['./esm/api']?.import?.default;
-  if (!entry) throw new Error(`${pkg}: no ESM entry for 'tsx/esm/api' (needed to start the quantizing workers from TypeScript)`);
-  return pathToFileURL(join(dirname(pkg), entry)).href;
-}
-
-/** A worker's side: quantize each request into its own buffers and send both back (transferred). */
-export async function serveQuantizeWorker(): Promise<void> {
-  const { parentPort, workerData } = await import('node:worker_threads');
-  if (!parentPort || workerData?.role !== ROLE) throw new Error('serveQuantizeWorker runs in a quantize worker thread');
-  parentPort.on('message', (r: Request) => {
-    let error: string | undefined;
-    try {
-      quantizeRows(r.dtype, new Uint16Array(r.bits, 0, r.values), r.K, new Uint8Array(r.out, 0, r.outBytes), r.firstRow);
-    } catch (e) {
-      error = (e as Error).message;
-    }
-    parentPort.postMessage({ id: r.id, bits: r.bits, out: r.out, error } satisfies Reply, [r.bits, r.out]);
-  });
 }

@@ -91,7 +91,7 @@ export interface UploadOptions {
   quantize?: (info: TensorInfo) => QuantDType | undefined;
   /** the quantized copy of a checkpoint (quant-cache.ts): where, or false for none; used when `quantize` picks tensors of a Checkpoint on disk */
   quantCache?: QuantCacheOptions | false;
-  /** worker threads that quantize (quantize-pool.ts; default PVC_QUANT_WORKERS, else the cores but one); 0: the main thread. Always 0 outside Node */
+  /** worker threads that quantize (quantize-pool.ts; default PVC_QUANT_WORKERS, else the cores but one; Web Workers in the browser build); 0: the loading thread */
   quantizeWorkers?: number;
   /** pre-fault the weights' fresh memory on software adapters (prefault.ts; default true) */
   prefault?: boolean;

@@ -13,8 +13,9 @@
 //   the hub's tensor headers before a download, and from cached files) and a GPU out-of-memory are
 //   messages on the page, with the numbers;
 // - a local folder and a folder URL (Range requests) load;
-// - at q4 the first load writes the quantized copy to the OPFS (the same quantized rows and hashes
-//   as Node's cache file), the next load reads it, and the answer is Node's q4 greedy text;
+// - at q4 the first load quantizes on nested Web Workers and writes the quantized copy to the OPFS
+//   (the same quantized rows and hashes as Node's cache file), the next load reads it, and the
+//   answer is Node's q4 greedy text;
 // - without --enable-unsafe-webgpu the page says there is no WebGPU (a second browser, started
 //   beside the first).
 // The faults a real browser will not produce on demand (a small quota, small limits, an OOM, a lost
@@ -406,12 +407,15 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     expect(hub.seen.filter((s) => s.includes(shard) && /bytes=\d+-\d+$/.test(s)).length).toBeGreaterThan(0);
   }, 60_000);
 
-  it('q4: the first load saves its quantized copy in the OPFS (the bytes Node writes), the next reads it and answers with Node\'s q4 text', async () => {
+  it('q4: the first load quantizes on Web Workers and saves its quantized copy in the OPFS (the bytes Node writes), the next reads it and answers with Node\'s q4 text', async () => {
     await nodeDone;
     await page.selectOption('#dtype', 'q4');
     await loadHub(hub);
     await expectReady();
     expect(await page.getAttribute('#model-status', 'data-quant-cache'), (await page.textContent('#model-status')) ?? '').toBe('written');
+    // quantized on nested Web Workers (the cores but one, at least one)
+    const cores = await engine().evaluate(() => navigator.hardwareConcurrency);
+    expect(await page.textContent('#model-status')).toContain(`(quantized on ${Math.max(1, cores - 1)} worker`);
     const firstBytes = Number(await page.getAttribute('#model-status', 'data-bytes'));
     // the OPFS holds one copy, under pvc-cache/KEY/
     const files = await page.evaluate(async () => {
