@@ -65,9 +65,12 @@ class OpfsFolder implements CacheFolder {
   async create(file: string, bytes: number): Promise<CacheFileWriter> {
     // the copy this one replaces (stale, else it would have been read) and other checkpoints' copies
     const top = await root();
+    const folders: [string, FileSystemDirectoryHandle][] = [];
     for await (const [key, entry] of (top as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
-      if (entry.kind !== 'directory') continue;
-      await (entry as FileSystemDirectoryHandle).removeEntry(file).catch(unlessMissing);
+      if (entry.kind === 'directory') folders.push([key, entry as FileSystemDirectoryHandle]);
+    }
+    for (const [key, dir] of folders) {
+      await dir.removeEntry(file).catch(unlessMissing);
       if (key !== this.key) await top.removeEntry(key).catch(() => undefined); // only when it is now empty
     }
     const { quota = 0, usage = 0 } = await navigator.storage.estimate();
