@@ -181,6 +181,23 @@ async function cached(repo: string): Promise<Record<string, number>> {
   }, repo);
 }
 
+/** The quantized copies in the OPFS: path under pvc-cache/, header JSON, sha256 of the data. */
+async function opfsCopies(): Promise<{ path: string; header: string; dataSha256: string }[]> {
+  return page.evaluate(async () => {
+    const out: { path: string; header: string; dataSha256: string }[] = [];
+    const top = await (await navigator.storage.getDirectory()).getDirectoryHandle('pvc-cache');
+    for await (const [key, dir] of (top as unknown as { entries(): AsyncIterable<[string, FileSystemDirectoryHandle]> }).entries()) {
+      for await (const [name, f] of (dir as unknown as { entries(): AsyncIterable<[string, FileSystemFileHandle]> }).entries()) {
+        const bytes = new Uint8Array(await (await f.getFile()).arrayBuffer());
+        const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes.subarray(8 + n)));
+        out.push({ path: `${key}/${name}`, header: new TextDecoder().decode(bytes.subarray(8, 8 + n)), dataSha256: [...digest].map((b) => b.toString(16).padStart(2, '0')).join('') });
+      }
+    }
+    return out;
+  });
+}
+
 /** Requests that fetched a file's body (not a HEAD, not a bounded Range read of its headers). */
 const bodyFetches = (from: FakeHub, file = '') => from.seen.filter((s) => s.startsWith('GET ') && s.includes('/resolve/') && s.includes(file) && !/bytes=\d+-\d+$/.test(s));
 
@@ -418,19 +435,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     expect(await page.textContent('#model-status')).toContain(`(quantized on ${Math.max(1, cores - 1)} worker`);
     const firstBytes = Number(await page.getAttribute('#model-status', 'data-bytes'));
     // the OPFS holds one copy, under pvc-cache/KEY/
-    const files = await page.evaluate(async () => {
-      const out: { path: string; header: string; dataSha256: string }[] = [];
-      const top = await (await navigator.storage.getDirectory()).getDirectoryHandle('pvc-cache');
-      for await (const [key, dir] of (top as unknown as { entries(): AsyncIterable<[string, FileSystemDirectoryHandle]> }).entries()) {
-        for await (const [name, f] of (dir as unknown as { entries(): AsyncIterable<[string, FileSystemFileHandle]> }).entries()) {
-          const bytes = new Uint8Array(await (await f.getFile()).arrayBuffer());
-          const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-          const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes.subarray(8 + n)));
-          out.push({ path: `${key}/${name}`, header: new TextDecoder().decode(bytes.subarray(8, 8 + n)), dataSha256: [...digest].map((b) => b.toString(16).padStart(2, '0')).join('') });
-        }
-      }
-      return out;
-    });
+    const files = await opfsCopies();
     expect(files.map((f) => f.path)).toEqual([expect.stringMatching(/^[0-9a-f]{16}\/q4-v1\.safetensors$/)]);
     const inPage = { header: JSON.parse(files[0].header), dataSha256: files[0].dataSha256 };
     const inNode = cacheParts(readFileSync(join(nodeQ4Cache, 'q4-v1.safetensors')));
@@ -450,6 +455,16 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     await page.click('#new-chat');
     await setting('max-new-tokens', MAX_NEW);
     expect((await ask(Q4_QUESTION)).text).toBe(nodeAnswers.get('q4'));
+
+    // another checkpoint's q4 copy replaces this one: one copy per format
+    const other = join(tmp, 'tiny-other');
+    await writeCheckpoint(other, 'tiny', { seed: seed + 1 });
+    await page.setInputFiles('#folder', other);
+    await expectReady();
+    expect(await page.getAttribute('#model-status', 'data-quant-cache')).toBe('written');
+    const after = (await opfsCopies()).map((f) => f.path);
+    expect(after).toEqual([expect.stringMatching(/^[0-9a-f]{16}\/q4-v1\.safetensors$/)]);
+    expect(after[0]).not.toBe(files[0].path);
   }, 600_000);
 
   it('without --enable-unsafe-webgpu the page says there is no WebGPU', async () => {
