@@ -2,14 +2,19 @@
 // headless Chromium (WebGPU; SwiftShader without a GPU) beside Node (Dawn; lavapipe without a GPU),
 // and the page's load rate from a fake hub download and then from its OPFS cache.
 //
-//   npx tsx bench/web.ts [CHECKPOINT_DIR]     (default: a tiny synthetic checkpoint, seed 0)
+//   npx tsx bench/web.ts [CHECKPOINT_DIR] [--dtype bf16|q8|q4] [--load-only]
+//     (default: a tiny synthetic checkpoint, seed 0, bf16)
 //
 // Each side answers the same image question twice with the same settings; the first run compiles
-// the pipelines, the second is reported.
+// the pipelines, the second is reported. With q8/q4 the first page load quantizes (Web Workers) and
+// writes the quantized copy to the OPFS, the second reads it; Node's two loads do the same with a
+// quantized cache in a fresh folder. --load-only skips the answers (checkpoints too large to answer
+// with on a software adapter in reasonable time).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { ChatSession, formatStats, loadModel } from '../src/index.js';
 import { writeCheckpoint } from '../src/weights/synthetic.js';
 import { fakeHub, launch, startPage } from '../test/browser/harness.js';
@@ -20,9 +25,13 @@ const QUESTION = 'Please describe the image in detail.';
 const MAX_NEW = 64;
 const MAX_TILES = 4;
 
+const { values: opts, positionals } = parseArgs({ allowPositionals: true, options: { dtype: { type: 'string', default: 'bf16' }, 'load-only': { type: 'boolean', default: false } } });
+const dtype = opts.dtype as 'bf16' | 'q8' | 'q4';
+if (!['bf16', 'q8', 'q4'].includes(dtype)) throw new Error(`--dtype ${dtype}: expected bf16, q8 or q4`);
 const tmp = mkdtempSync(join(tmpdir(), 'bench-web-'));
-const model = process.argv[2] ?? join(tmp, 'tiny');
-if (!process.argv[2]) await writeCheckpoint(model, 'tiny', { seed: 0 });
+const model = positionals[0] ?? join(tmp, 'tiny');
+if (!positionals[0]) await writeCheckpoint(model, 'tiny', { seed: 0 });
+const runs = opts['load-only'] ? 0 : 2;
 
 async function browserSide(): Promise<{ stats: string[]; download: string; cached: string }> {
   const [hub, site, browser] = await Promise.all([fakeHub(model), startPage(), launch()]);
@@ -30,6 +39,7 @@ async function browserSide(): Promise<{ stats: string[]; download: string; cache
     const page = await browser.newPage();
     const load = async () => {
       await page.goto(site.url);
+      await page.selectOption('#dtype', dtype);
       await page.click('#model-panel details summary');
       await page.fill('#hub-endpoint', hub.endpoint);
       await page.fill('#hub-repo', hub.repo);
@@ -44,7 +54,7 @@ async function browserSide(): Promise<{ stats: string[]; download: string; cache
     await page.fill('#max-new-tokens', String(MAX_NEW));
     await page.fill('#max-tiles', String(MAX_TILES));
     const stats: string[] = [];
-    for (let run = 0; run < 2; run++) {
+    for (let run = 0; run < runs; run++) {
       await page.click('#new-chat');
       await page.setInputFiles('#media', [IMAGE]);
       await page.fill('#question', QUESTION);
@@ -60,11 +70,21 @@ async function browserSide(): Promise<{ stats: string[]; download: string; cache
   }
 }
 
-async function nodeSide(): Promise<string[]> {
-  const m = await loadModel(model);
+async function nodeSide(): Promise<{ stats: string[]; loads: string[] }> {
+  const quantCache = dtype === 'bf16' ? undefined : { dir: join(tmp, 'node-quant-cache') };
+  const loads: string[] = [];
+  const load = async () => {
+    let line = '';
+    const m = await loadModel(model, { dtype, quantCache, onProgress: (p) => void (line = `${(p.bytesTotal / 1e6).toFixed(0)} MB in ${p.seconds.toFixed(1)} s${p.breakdown.quantCache ? `; quantized cache: ${p.breakdown.quantCache}` : ''}`) });
+    loads.push(line);
+    return m;
+  };
+  // with q8/q4: a load that quantizes and writes a fresh cache, then one that reads it
+  if (dtype !== 'bf16') (await load()).dispose();
+  const m = await load();
   const stats: string[] = [];
   try {
-    for (let run = 0; run < 2; run++) {
+    for (let run = 0; run < runs; run++) {
       const session = new ChatSession(m.model, m.tokenizer, { stopIds: m.stopIds });
       const it = session.turn({ question: QUESTION, images: [IMAGE], maxTiles: MAX_TILES, maxNewTokens: MAX_NEW });
       let r = await it.next();
@@ -75,16 +95,17 @@ async function nodeSide(): Promise<string[]> {
   } finally {
     m.dispose();
   }
-  return stats;
+  return { stats, loads };
 }
 
 const browser = await browserSide();
 const node = await nodeSide();
-console.log(`checkpoint: ${model}`);
-console.log(`browser (headless Chromium, WebGPU): first run: ${browser.stats[0]}`);
-console.log(`browser (headless Chromium, WebGPU): second run: ${browser.stats[1]}`);
-console.log(`node (Dawn): first run: ${node[0]}`);
-console.log(`node (Dawn): second run: ${node[1]}`);
+console.log(`checkpoint: ${model}, ${dtype}`);
+for (let run = 0; run < runs; run++) {
+  console.log(`browser (headless Chromium, WebGPU): ${run ? 'second' : 'first'} run: ${browser.stats[run]}`);
+  console.log(`node (Dawn): ${run ? 'second' : 'first'} run: ${node.stats[run]}`);
+}
 console.log(`page load after a hub download: ${browser.download}`);
 console.log(`page load from the OPFS cache: ${browser.cached}`);
+for (const [i, l] of node.loads.entries()) console.log(`node load ${i + 1}: ${l}`);
 rmSync(tmp, { recursive: true, force: true });

@@ -77,7 +77,9 @@ def header(path):
         return json.loads(f.read(n)), 8 + n
 h, start = header(cache)
 meta = h.pop('__metadata__')
-assert meta['format'] == 'pvc-webgpu quantized cache' and meta['version'] == '1' and meta['group'] == '32', meta
+assert meta['format'] == 'pvc-webgpu quantized cache' and meta['version'] == '2' and meta['group'] == '32', meta
+def block_digest(b, block=1 << 20):
+    return hashlib.sha256(b''.join(hashlib.sha256(b[i:i + block]).digest() for i in range(0, len(b), block))).hexdigest()
 fmt = meta['dtype']
 sources = {s['name']: s for s in json.loads(meta['sources'])}
 files = sorted(glob.glob(os.path.join(ckpt, '*.safetensors')))
@@ -104,7 +106,7 @@ for name, v in h.items():
     want, _ = quantize(fmt, x)
     got = np.frombuffer(data[start + v['data_offsets'][0]: start + v['data_offsets'][1]], np.uint8).reshape(v['shape'])
     assert got.shape == want.shape and np.array_equal(got, want), name
-    assert hashlib.sha256(got.tobytes()).hexdigest() == digests[name]['sha256'], name
+    assert block_digest(got.tobytes()) == digests[name]['sha256'], name
 print(len(h))
 `;
 

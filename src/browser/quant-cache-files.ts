@@ -23,6 +23,11 @@ export function sha256(): Sha256 {
   return { update: (bytes) => void hash.update(bytes), hex: () => bytesToHex(hash.digest()) };
 }
 
+/** WebCrypto's digest (native; it copies `bytes` before returning, so the caller may overwrite them). */
+export async function sha256Of(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+}
+
 /** Files in the page have no modification time worth keeping (a download's is its arrival): the fingerprint goes without. */
 export async function modifiedMs(): Promise<number | undefined> {
   return undefined;

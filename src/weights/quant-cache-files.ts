@@ -21,6 +21,11 @@ export function sha256(): Sha256 {
   return { update: (bytes) => void hash.update(bytes), hex: () => hash.digest('hex') };
 }
 
+/** The sha256 digest of `bytes` (which the caller may overwrite once this returns). */
+export async function sha256Of(bytes: Uint8Array): Promise<Uint8Array> {
+  return createHash('sha256').update(bytes).digest();
+}
+
 /** A place for cache files. */
 export interface CacheFolder {
   /** where it is, for messages: a cache file is `${name}/${file}` */

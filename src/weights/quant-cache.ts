@@ -1,5 +1,5 @@
 // The quantized copy of a checkpoint: `loadModel(dir, { dtype: 'q4' })` quantizes the LLM's
-// weights while loading (quantize.ts) and writes them, as it goes, to DIR/.pvc-cache/q4-v1.safetensors;
+// weights while loading (quantize.ts) and writes them, as it goes, to DIR/.pvc-cache/q4-v2.safetensors;
 // the next load reads that file instead of quantizing (upload.ts). In a browser the file lives in the
 // Origin Private File System (see below).
 //
@@ -13,9 +13,12 @@
 //               full checkpoint would take ~30 s at this disk's ~0.6-1 GB/s; size + mtime + header
 //               + samples cost a few ms and catch a re-converted or re-downloaded checkpoint
 //               (a rewrite that keeps size, mtime and every sampled block is not detected),
-//   tensors:    JSON {name: {dtype, shape [N, K], sha256 of its bytes}}: every cached weight is
-//               hashed while it is read back, before the load returns it, so a corrupt file is
-//               rebuilt instead of giving wrong weights.
+//   tensors:    JSON {name: {dtype, shape [N, K], sha256}}: sha256 is the digest of its bytes in
+//               blocks of HASH_BLOCK (the sha256 of the concatenated sha256 of each block, the last
+//               one shorter), so a browser hashes with WebCrypto's one-shot native digest per block
+//               (a streaming sha256 in JavaScript runs at ~170 MB/s: ~26 s for the full q4 copy).
+//               Every cached weight is hashed while it is read back, before the load returns it,
+//               so a corrupt file is rebuilt instead of giving wrong weights.
 // A cache that does not match (missing, truncated, stale, another quantizer, other tensors) is
 // rebuilt by the load that finds it. Written to a temporary file beside it, then renamed: a reader
 // never sees a partial file. Where the cache lives and how its bytes are written and hashed is
@@ -26,11 +29,13 @@
 
 import { dirname } from 'node:path';
 import { QUANT_GROUP, quantRowBytes, quantizeRows, type QuantDType } from './quantize.js';
-import { cacheFolders, modifiedMs, sha256, type CacheFileWriter, type CacheFolder, type Sha256 } from './quant-cache-files.js';
+import { cacheFolders, modifiedMs, sha256, sha256Of, type CacheFileWriter, type CacheFolder } from './quant-cache-files.js';
 import { readExact, readHeader, type Checkpoint, type SafetensorsHeader, type TensorInfo } from './safetensors.js';
 import { FileSource } from './source.js';
 
-export const QUANT_CACHE_VERSION = 1;
+export const QUANT_CACHE_VERSION = 2;
+/** bytes per block of a cached tensor's digest */
+export const HASH_BLOCK = 1 << 20;
 const FORMAT = 'pvc-webgpu quantized cache';
 const SAMPLES = 16;
 const SAMPLE_BYTES = 64 << 10;
@@ -48,8 +53,38 @@ export class QuantCacheError extends Error {
 /** Checks the bytes of one cached weight as they are read, in order. */
 export interface CacheCheck {
   update(bytes: Uint8Array): void;
-  /** throws QuantCacheError when the bytes seen differ from the recorded hash */
-  check(): void;
+  /** rejects with QuantCacheError when the bytes seen differ from the recorded hash */
+  check(): Promise<void>;
+}
+
+/** A tensor's digest (see `tensors` above), fed its bytes in order, in pieces of any size. */
+class BlockDigest {
+  private readonly blocks: Promise<Uint8Array>[] = [];
+  /** the start of a block that the next bytes continue */
+  private readonly partial = new Uint8Array(HASH_BLOCK);
+  private filled = 0;
+
+  update(bytes: Uint8Array): void {
+    let at = 0;
+    if (this.filled) {
+      at = Math.min(HASH_BLOCK - this.filled, bytes.length);
+      this.partial.set(bytes.subarray(0, at), this.filled);
+      this.filled += at;
+      if (this.filled < HASH_BLOCK) return;
+      this.blocks.push(sha256Of(this.partial));
+      this.filled = 0;
+    }
+    for (; bytes.length - at >= HASH_BLOCK; at += HASH_BLOCK) this.blocks.push(sha256Of(bytes.subarray(at, at + HASH_BLOCK)));
+    this.partial.set(bytes.subarray(at));
+    this.filled = bytes.length - at;
+  }
+
+  async hex(): Promise<string> {
+    if (this.filled) this.blocks.push(sha256Of(this.partial.subarray(0, this.filled)));
+    const all = sha256();
+    for (const block of this.blocks) all.update(await block);
+    return all.hex();
+  }
 }
 
 /** What a load does with the cache: read weights from it, or write it while quantizing. */
@@ -206,11 +241,11 @@ class CacheReader implements QuantCacheSession {
     return {
       info,
       check() {
-        const hash = sha256();
+        const hash = new BlockDigest();
         return {
           update: (bytes) => hash.update(bytes),
-          check() {
-            if (hash.hex() !== want) throw new QuantCacheError(`${path}: tensor '${name}' does not match its recorded hash (the cache file is damaged)`);
+          async check() {
+            if ((await hash.hex()) !== want) throw new QuantCacheError(`${path}: tensor '${name}' does not match its recorded hash (the cache file is damaged)`);
           },
         };
       },
@@ -234,7 +269,7 @@ class CacheReader implements QuantCacheSession {
 class CacheWriter implements QuantCacheSession {
   private index = 0;
   private written = 0;
-  private hash: Sha256 = sha256();
+  private hash = new BlockDigest();
   private readonly digests: Record<string, { dtype: QuantDType; shape: [number, number]; sha256: string }> = {};
   private failed = '';
   /** bytes before the next rows */
@@ -298,8 +333,8 @@ class CacheWriter implements QuantCacheSession {
       this.written += bytes.length;
       this.hash.update(bytes);
       if (this.written === p.bytes) {
-        this.digests[name].sha256 = this.hash.hex();
-        this.hash = sha256();
+        this.digests[name].sha256 = await this.hash.hex();
+        this.hash = new BlockDigest();
         this.written = 0;
         this.index++;
       }

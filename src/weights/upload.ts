@@ -192,7 +192,7 @@ interface RowSource {
   /** write the piece's rows into `slot` at or after `slot.used` (row pitch piece.pitch); returns where they start */
   stage(slot: Slot, piece: Piece): Promise<number>;
   /** called once every piece is staged */
-  end?(): void;
+  end?(): Promise<void>;
 }
 
 class Uploader {
@@ -238,7 +238,7 @@ class Uploader {
         slot.copies.push({ piece, offset: at });
         slot.used = alignUp(at + piece.stagingBytes, PITCH);
       }
-      rows.end?.();
+      await rows.end?.();
     } catch (e) {
       tensor.release();
       throw e;

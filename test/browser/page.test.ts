@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BrowserContext, Page, Worker } from 'playwright-core';
 import { ChatSession, loadModel } from '../../src/index.js';
+import { cacheFileName } from '../../src/weights/quant-cache.js';
 import { writeCheckpoint } from '../../src/weights/synthetic.js';
 import { freshSeed, SHARED } from '../util.js';
 import { ARTIFACTS, fakeHub, haveChromium, launch, startPage, type FakeHub } from './harness.js';
@@ -50,7 +51,9 @@ const STOP_CANDIDATES = ['Tell me a long story about a dragon.', 'Count from one
 
 const tmp = mkdtempSync(join(tmpdir(), 'browser-test-'));
 const model = join(tmp, 'tiny');
-/** where Node's q4 load writes its quantized cache (not beside the checkpoint, which the fake hub serves) */
+/** the q4 cache file's name, and where Node's q4 load writes it (not beside the checkpoint, which the fake hub serves) */
+const Q4_COPY = cacheFileName('q4');
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const nodeQ4Cache = join(tmp, 'node-q4-cache');
 const seed = freshSeed();
 const nodeAnswers = new Map<string, string>();
@@ -436,9 +439,9 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     const firstBytes = Number(await page.getAttribute('#model-status', 'data-bytes'));
     // the OPFS holds one copy, under pvc-cache/KEY/
     const files = await opfsCopies();
-    expect(files.map((f) => f.path)).toEqual([expect.stringMatching(/^[0-9a-f]{16}\/q4-v1\.safetensors$/)]);
+    expect(files.map((f) => f.path)).toEqual([expect.stringMatching(new RegExp(`^[0-9a-f]{16}/${escaped(Q4_COPY)}$`))]);
     const inPage = { header: JSON.parse(files[0].header), dataSha256: files[0].dataSha256 };
-    const inNode = cacheParts(readFileSync(join(nodeQ4Cache, 'q4-v1.safetensors')));
+    const inNode = cacheParts(readFileSync(join(nodeQ4Cache, Q4_COPY)));
     // the same quantized rows and tensor hashes; the fingerprints differ only where Node records mtimes
     expect(inPage.dataSha256).toBe(inNode.dataSha256);
     expect(inPage.header.__metadata__.tensors).toBe(inNode.header.__metadata__.tensors);
@@ -449,7 +452,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     await page.click('#load-hub');
     await expectReady();
     expect(await page.getAttribute('#model-status', 'data-quant-cache')).toBe('read');
-    expect(await page.textContent('#model-status')).toMatch(/Quantized copy: read from OPFS pvc-cache\/[0-9a-f]{16}\/q4-v1\.safetensors\./);
+    expect(await page.textContent('#model-status')).toMatch(new RegExp(`Quantized copy: read from OPFS pvc-cache/[0-9a-f]{16}/${escaped(Q4_COPY)}\\.`));
     // the quantized weights come from the copy: fewer bytes than the checkpoint's bf16 ones
     expect(Number(await page.getAttribute('#model-status', 'data-bytes'))).toBeLessThan(firstBytes);
     await page.click('#new-chat');
@@ -463,7 +466,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     await expectReady();
     expect(await page.getAttribute('#model-status', 'data-quant-cache')).toBe('written');
     const after = (await opfsCopies()).map((f) => f.path);
-    expect(after).toEqual([expect.stringMatching(/^[0-9a-f]{16}\/q4-v1\.safetensors$/)]);
+    expect(after).toEqual([expect.stringMatching(new RegExp(`^[0-9a-f]{16}/${escaped(Q4_COPY)}$`))]);
     expect(after[0]).not.toBe(files[0].path);
   }, 600_000);
 
