@@ -52,19 +52,30 @@ export class QuantCacheError extends Error {
 
 /** Checks the bytes of one cached weight as they are read, in order. */
 export interface CacheCheck {
-  update(bytes: Uint8Array): void;
+  /** resolves once `bytes` may be overwritten and few enough blocks wait to be hashed */
+  update(bytes: Uint8Array): Promise<void>;
   /** rejects with QuantCacheError when the bytes seen differ from the recorded hash */
   check(): Promise<void>;
 }
 
+/** blocks waiting for their digest, most (they hold copies of their bytes: memory stays bounded when hashing is slower than reading) */
+const PENDING_BLOCKS = 16;
+
 /** A tensor's digest (see `tensors` above), fed its bytes in order, in pieces of any size. */
 class BlockDigest {
   private readonly blocks: Promise<Uint8Array>[] = [];
+  /** blocks[0 .. done) have been awaited */
+  private done = 0;
   /** the start of a block that the next bytes continue */
   private readonly partial = new Uint8Array(HASH_BLOCK);
   private filled = 0;
 
-  update(bytes: Uint8Array): void {
+  async update(bytes: Uint8Array): Promise<void> {
+    this.add(bytes);
+    while (this.blocks.length - this.done > PENDING_BLOCKS) await this.blocks[this.done++];
+  }
+
+  private add(bytes: Uint8Array): void {
     let at = 0;
     if (this.filled) {
       at = Math.min(HASH_BLOCK - this.filled, bytes.length);
@@ -331,7 +342,7 @@ class CacheWriter implements QuantCacheSession {
       await this.out.write(bytes, this.offset);
       this.offset += bytes.length;
       this.written += bytes.length;
-      this.hash.update(bytes);
+      await this.hash.update(bytes);
       if (this.written === p.bytes) {
         this.digests[name].sha256 = await this.hash.hex();
         this.hash = new BlockDigest();

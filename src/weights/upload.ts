@@ -302,7 +302,7 @@ class Uploader {
    * moved down to the copy's alignment when the file's offset is not), else with read. `onBytes`
    * sees the rows as read, before rows are spread to the texel pitch.
    */
-  private async stageRaw(info: TensorInfo, slot: Slot, piece: Piece, onBytes?: (bytes: Uint8Array) => void): Promise<number> {
+  private async stageRaw(info: TensorInfo, slot: Slot, piece: Piece, onBytes?: (bytes: Uint8Array) => Promise<void>): Promise<number> {
     const staging = slot.mapped!;
     const length = piece.rows * piece.rowBytes;
     const position = info.offset + (piece.part.rowStart + piece.row) * piece.rowBytes;
@@ -329,7 +329,7 @@ class Uploader {
       await this.read(info, staging.subarray(at, at + length), position);
     }
     const dst = staging.subarray(at, at + piece.stagingBytes);
-    onBytes?.(dst.subarray(0, length));
+    await onBytes?.(dst.subarray(0, length));
     dst.fill(0, length); // a reused buffer: the pad half-word of an odd-length 16-bit part is copied too
     this.toTexels(dst, piece);
     this.advance(length, info.name);
