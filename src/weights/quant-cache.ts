@@ -15,8 +15,9 @@
 //               (a rewrite that keeps size, mtime and every sampled block is not detected),
 //   tensors:    JSON {name: {dtype, shape [N, K], sha256}}: sha256 is the digest of its bytes in
 //               blocks of HASH_BLOCK (the sha256 of the concatenated sha256 of each block, the last
-//               one shorter), so a browser hashes with WebCrypto's one-shot native digest per block
-//               (a streaming sha256 in JavaScript runs at ~170 MB/s: ~26 s for the full q4 copy).
+//               one shorter), so a browser can hash with WebCrypto's one-shot digest per block, off
+//               the loader's thread (a streaming sha256 in JavaScript runs on it at ~170 MB/s here:
+//               ~26 s for the full q4 copy; bench/RESULTS.md).
 //               Every cached weight is hashed while it is read back, before the load returns it,
 //               so a corrupt file is rebuilt instead of giving wrong weights.
 // A cache that does not match (missing, truncated, stale, another quantizer, other tensors) is
