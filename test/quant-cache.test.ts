@@ -120,12 +120,15 @@ describe('quantized cache (tiny checkpoint)', () => {
   it('q4: the first load writes the cache (numpy gives the same bytes), the second reads it without quantizing: identical GPU tensors', async () => {
     const dir = copyTiny('q4');
     const path = join(dir, CACHE_FOLDER, cacheFileName('q4'));
+    // an earlier version's file, which no load can read any more, goes when the new one is written
+    mkdirSync(join(dir, CACHE_FOLDER));
+    writeFileSync(join(dir, CACHE_FOLDER, 'q4-v1.safetensors'), 'an old cache');
     const first = await load(dir, 'q4');
     expect(first.quantizeSeconds).toBeGreaterThan(0);
     expect(first.statuses.at(-1)).toBe(`written to ${path}`);
     const quantized = [...(await Checkpoint.open(dir)).tensors.values()].filter((t) => quantizeRule('q4')!(t)).length;
     expect(pyCheck(path, dir)).toBe(quantized);
-    expect(readdirSync(join(dir, CACHE_FOLDER))).toEqual([cacheFileName('q4')]); // no temporary file left
+    expect(readdirSync(join(dir, CACHE_FOLDER))).toEqual([cacheFileName('q4')]); // no temporary file or old version left
     const second = await load(dir, 'q4');
     expect(second.statuses).toEqual([`read from ${path}`]);
     expect(second.quantizeSeconds).toBe(0);

@@ -195,6 +195,8 @@ export async function openQuantCache(ckpt: Checkpoint, quantized: ReadonlyArray<
   const notes: string[] = [];
   for (const folder of folders) {
     try {
+      // earlier versions' files of this format can never be read again: they go (a few GB each)
+      for (let v = 1; v < QUANT_CACHE_VERSION; v++) await folder.remove(file.replace(`-v${QUANT_CACHE_VERSION}.`, `-v${v}.`)).catch(() => undefined);
       return await CacheWriter.start(folder, file, bytes, plan, metadata, stale);
     } catch (e) {
       notes.push(`${folder.name}: ${(e as Error).message}`);
