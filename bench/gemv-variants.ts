@@ -1,6 +1,7 @@
 // A/B of software-GEMV kernel variants (defines of kernels/matmul.wgsl) in one process: variants
 // interleaved in rounds of 5 dispatches per submit; median wall and process CPU time (lavapipe's
-// threads are the process's, so CPU time is what a busy host disturbs least).
+// threads are the process's, so CPU time is what a busy host disturbs least), and against the first
+// variant both as a ratio of medians and as the median of each round's ratio (paired).
 //   SHAPE=K,N VARIANTS='[[label, dtype, {defines}, columnsPerWorkgroup], ...]' ROUNDS=11 COPIES=1 npx tsx bench/gemv-variants.ts
 // e.g. [["bf16","bf16",{"COLS":2,"X_TEXELS":true},128],["q4","q4",{"COLS":4,"X_TEXELS":true},256]];
 // SWAR variants get their int8 activation pairs from kernels/matmul_xq8.wgsl (each dispatch with its pack).
@@ -77,5 +78,10 @@ for (let round = 0; round < Number(process.env.ROUNDS ?? 7); round++) {
 const med = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1];
 const base = med(t[0]);
 const baseC = med(c[0]);
-for (const [i, v] of variants.entries()) console.log(`${v[0].padEnd(24)} ${med(t[i]).toFixed(2)} ms (min ${Math.min(...t[i]).toFixed(2)})  ${(med(t[i]) / base).toFixed(2)}x   cpu ${med(c[i]).toFixed(1)} ms ${(med(c[i]) / baseC).toFixed(2)}x`);
+// paired: the median over rounds of each round's ratio to the first variant in the same round (a
+// drift of the host across rounds cancels out)
+const paired = (a: number[][], i: number) => med(a[i].map((x, r) => x / a[0][r]));
+for (const [i, v] of variants.entries()) {
+  console.log(`${v[0].padEnd(24)} ${med(t[i]).toFixed(2)} ms (min ${Math.min(...t[i]).toFixed(2)})  ${(med(t[i]) / base).toFixed(2)}x (paired ${paired(t, i).toFixed(2)}x)   cpu ${med(c[i]).toFixed(1)} ms ${(med(c[i]) / baseC).toFixed(2)}x (paired ${paired(c, i).toFixed(2)}x)`);
+}
 gpu.destroy();
