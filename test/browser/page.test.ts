@@ -13,7 +13,8 @@
 //   the hub's tensor headers before a download, and from cached files) and a GPU out-of-memory are
 //   messages on the page, with the numbers;
 // - a local folder and a folder URL (Range requests) load;
-// - at q4 the first load quantizes on nested Web Workers and writes the quantized copy to the OPFS
+// - at q4 a quota without room for the quantized copy leaves it unwritten and the load goes on; then
+//   the first load quantizes on nested Web Workers and writes the quantized copy to the OPFS
 //   (the same quantized rows and hashes as Node's cache file), the next load reads it, and the
 //   answer is Node's q4 greedy text;
 // - without --enable-unsafe-webgpu the page says there is no WebGPU (a second browser, started
@@ -427,10 +428,21 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     expect(hub.seen.filter((s) => s.includes(shard) && /bytes=\d+-\d+$/.test(s)).length).toBeGreaterThan(0);
   }, 60_000);
 
-  it('q4: the first load quantizes on Web Workers and saves its quantized copy in the OPFS (the bytes Node writes), the next reads it and answers with Node\'s q4 text', async () => {
+  it('q4: with no room for the quantized copy the load goes on without it; with room it quantizes on Web Workers and saves the copy in the OPFS (the bytes Node writes), and the next load reads it and answers with Node\'s q4 text', async () => {
     await nodeDone;
     await page.selectOption('#dtype', 'q4');
+    // a quota without room for the copy: the load quantizes and goes on without writing one
+    await engine().evaluate(() => {
+      Object.assign(self, { realEstimate: navigator.storage.estimate.bind(navigator.storage) });
+      navigator.storage.estimate = async () => ({ quota: 5e6, usage: 4e6 });
+    });
     await loadHub(hub);
+    await expectReady();
+    expect(await page.getAttribute('#model-status', 'data-quant-cache')).toBe('none');
+    expect(await page.textContent('#model-status')).toMatch(/Quantized copy: not written \(OPFS pvc-cache\/[0-9a-f]{16}: it needs [\d.]+ MB of browser storage and 1\.0 MB is free\)/);
+    await engine().evaluate(() => void (navigator.storage.estimate = (self as unknown as { realEstimate: StorageManager['estimate'] }).realEstimate));
+
+    await page.click('#load-hub');
     await expectReady();
     expect(await page.getAttribute('#model-status', 'data-quant-cache'), (await page.textContent('#model-status')) ?? '').toBe('written');
     // quantized on nested Web Workers (the cores but one, at least one)
