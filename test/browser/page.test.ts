@@ -8,7 +8,7 @@
 //   (no hub request) and answers one image, two images and the example video with exactly the
 //   greedy text the Node library (Dawn; the same ChatSession run.ts prints) gives; a screenshot of
 //   the chat is written to test/browser/artifacts/; Stop ends a streaming answer, whose text is the
-//   beginning of Node's, and the next question is answered;
+//   beginning of Node's (no load can start while it answers), and the next question is answered;
 // - an undecodable file, corrupted hub bytes, adapter limits below the model's needs (checked from
 //   the hub's tensor headers before a download, and from cached files) and a GPU out-of-memory are
 //   messages on the page, with the numbers;
@@ -319,6 +319,8 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     await setting('max-new-tokens', STOP_MAX_NEW);
     const answer = await send(stopQuestion);
     await answer.locator('.text').filter({ hasText: /\S/ }).waitFor({ timeout: 120_000 });
+    // while it answers, no load can start (it would take the model from under the answer)
+    for (const id of ['#load-hub', '#load-url', '#folder', '#dtype']) expect(await page.isDisabled(id), id).toBe(true);
     await page.click('#stop');
     await answer.and(page.locator('[data-done]')).waitFor({ timeout: 60_000 });
     expect(await answer.getAttribute('data-done')).toBe('stopped');
@@ -329,6 +331,7 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     expect(nodeAnswers.get('stop')!.startsWith(streamed), streamed).toBe(true);
     expect(streamed.length).toBeLessThan(nodeAnswers.get('stop')!.length);
     expect(await page.isDisabled('#stop')).toBe(true);
+    expect(await page.isDisabled('#load-hub')).toBe(false);
     await setting('max-new-tokens', MAX_NEW);
     const next = await ask('Please go on.');
     expect(next.stats).toMatch(/prompt tokens \(\d+ prefilled\), \d+ new/);
