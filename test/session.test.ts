@@ -179,6 +179,33 @@ describe(`chat sessions (tiny checkpoint seed ${seed})`, () => {
     expect(m.gpu.pool.liveBytes).toBe(live);
   }, 120_000);
 
+  it('reset() while a turn runs is refused (the turn would go on in a cleared cache); the turn ends as it would have', async () => {
+    const session = new ChatSession(m.model, m.tokenizer, { stopIds: [] });
+    try {
+      const refusals: string[] = [];
+      const r = await turn(session, { question: 'Tell a long story.', maxNewTokens: 16 }, () => {
+        try {
+          session.reset();
+        } catch (e) {
+          refusals.push((e as Error).message);
+        }
+      });
+      expect(refusals.length).toBeGreaterThan(0);
+      expect(refusals[0]).toMatch(/a turn of this chat session is still running: end it \(abort its signal\) before reset\(\)/);
+      // the same turn in a session nobody tried to reset
+      const undisturbed = new ChatSession(m.model, m.tokenizer, { stopIds: [] });
+      try {
+        expect(r.ids).toEqual((await turn(undisturbed, { question: 'Tell a long story.', maxNewTokens: 16 })).ids);
+      } finally {
+        undisturbed.dispose();
+      }
+      session.reset(); // once it has ended
+      expect(session.tokens).toEqual([]);
+    } finally {
+      session.dispose();
+    }
+  }, 120_000);
+
   it('non-finite logits stop the turn with an error naming the stage, greedy and sampling alike', async () => {
     const norm = m.model.llm.norm;
     const saved = Float32Array.from((await m.gpu.read(norm)) as Float32Array);

@@ -26,8 +26,9 @@ function setBusy(b: boolean): void {
   busy = b;
   $<HTMLButtonElement>('send').disabled = b || $('send').dataset.ready !== '1';
   $<HTMLButtonElement>('stop').disabled = !b;
-  // a load while the worker loads or answers would take the model from under it
-  for (const id of ['load-hub', 'load-url', 'folder', 'dtype']) $<HTMLInputElement>(id).disabled = b;
+  // a load or a new conversation while the worker loads or answers would take the model or the
+  // conversation from under it (Stop first)
+  for (const id of ['load-hub', 'load-url', 'folder', 'dtype', 'new-chat']) $<HTMLInputElement>(id).disabled = b;
 }
 
 function startWorker(): void {

@@ -191,13 +191,11 @@ self.onmessage = async (ev: MessageEvent<ToWorker>) => {
     abort?.abort();
     return;
   }
-  if (msg.type === 'reset') {
-    session?.reset();
-    unmount('/input');
-    return;
-  }
   try {
-    if (msg.type === 'load') await load(msg.source, msg.dtype);
+    if (msg.type === 'reset') {
+      session?.reset(); // refused while a turn runs (the page disables New conversation then)
+      unmount('/input');
+    } else if (msg.type === 'load') await load(msg.source, msg.dtype);
     else await turn(msg);
   } catch (e) {
     post({ type: 'error', ...classify(e) });

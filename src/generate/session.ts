@@ -130,8 +130,9 @@ export class ChatSession {
     return [...this.cached, ...this.closing];
   }
 
-  /** Forget the conversation (the KV cache's memory is kept for the next one). */
+  /** Forget the conversation (the KV cache's memory is kept for the next one). Not while a turn runs: end it first (abort its signal). */
   reset(): void {
+    if (this.running) throw new Error('a turn of this chat session is still running: end it (abort its signal) before reset()');
     if (this.cache) this.cache.length = 0;
     this.cached = [];
     this.closing = [];

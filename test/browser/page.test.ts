@@ -8,7 +8,8 @@
 //   (no hub request) and answers one image, two images and the example video with exactly the
 //   greedy text the Node library (Dawn; the same ChatSession run.ts prints) gives; a screenshot of
 //   the chat is written to test/browser/artifacts/; Stop ends a streaming answer, whose text is the
-//   beginning of Node's (no load can start while it answers), and the next question is answered;
+//   beginning of Node's (no load or new conversation can start while it answers), and the next
+//   question is answered;
 // - an undecodable file, corrupted hub bytes, adapter limits below the model's needs (checked from
 //   the hub's tensor headers before a download, and from cached files) and a GPU out-of-memory are
 //   messages on the page, with the numbers;
@@ -319,8 +320,8 @@ describe.skipIf(!haveChromium())(`the page in headless Chromium (tiny checkpoint
     await setting('max-new-tokens', STOP_MAX_NEW);
     const answer = await send(stopQuestion);
     await answer.locator('.text').filter({ hasText: /\S/ }).waitFor({ timeout: 120_000 });
-    // while it answers, no load can start (it would take the model from under the answer)
-    for (const id of ['#load-hub', '#load-url', '#folder', '#dtype']) expect(await page.isDisabled(id), id).toBe(true);
+    // while it answers, no load and no new conversation can start (they would take the model or the conversation from under it)
+    for (const id of ['#load-hub', '#load-url', '#folder', '#dtype', '#new-chat']) expect(await page.isDisabled(id), id).toBe(true);
     await page.click('#stop');
     await answer.and(page.locator('[data-done]')).waitFor({ timeout: 60_000 });
     expect(await answer.getAttribute('data-done')).toBe('stopped');
