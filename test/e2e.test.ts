@@ -102,7 +102,9 @@ describe(`run.ts prints the PyTorch reference's greedy answer (tiny checkpoint s
       expect(r.stdout).toBe(`${expected[name].text}\n`);
       const stopped = [92542, 2].includes(expected[name].ids.at(-1)!);
       expect(r.stderr).toMatch(new RegExp(`prompt tokens, ${expected[name].ids.length} new \\(${stopped ? 'stop-token' : 'max-new-tokens'}\\)`));
-      expect(r.stderr).toMatch(/vision .* \| prefill [\d.]+ tok\/s \| first token .* \| decode [\d.]+ tok\/s/);
+      // a decode rate only when there was more than the first token (some seeds stop at once)
+      if (expected[name].ids.length > 1) expect(r.stderr).toMatch(/vision .* \| prefill [\d.]+ tok\/s \| first token .* \| decode [\d.]+ tok\/s/);
+      else expect(r.stderr).toMatch(/vision .* \| prefill [\d.]+ tok\/s \| first token [\d.]+ m?s\n/);
       expect(r.stderr).toMatch(/loading weights: 0\.0\d\/0\.0\d GB [\d.]+ GB\/s/);
     }, 120_000);
   }
