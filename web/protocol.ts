@@ -1,6 +1,7 @@
 // Messages between the page and the engine's Web Worker.
 
 import type { SamplingOptions } from '../src/generate/sampler.js';
+import type { QuantCacheUse } from '../src/weights/quant-cache.js';
 
 export type ModelSource =
   | { kind: 'folder'; files: File[] } // <input webkitdirectory> or a directory picker: paths relative to the folder
@@ -20,9 +21,6 @@ export type ToWorker =
   | { type: 'chat'; question: string; images: File[]; video?: File; settings: ChatSettings }
   | { type: 'stop' }
   | { type: 'reset' };
-
-/** A q8/q4 load read its quantized copy, is writing one while it quantizes, or quantizes without one. */
-export type QuantCacheUse = 'read' | 'writing' | 'written' | 'none';
 
 /** What went wrong, so the page can offer the right way out. */
 export type ErrorKind = 'no-webgpu' | 'limits' | 'device-lost' | 'out-of-memory' | 'input' | 'quota' | 'download' | 'model' | 'internal';

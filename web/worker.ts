@@ -7,7 +7,8 @@ import { DownloadError, ensureHubModel, formatSize, QuotaError, type HubProgress
 import { describeShortfalls, kernelShortfalls, modelShortfalls, type AdapterLimits } from '../src/browser/limits.js';
 import { BlobSource, HttpSource } from '../src/browser/source.js';
 import { Checkpoint } from '../src/weights/safetensors.js';
-import type { ErrorKind, FromWorker, ModelSource, QuantCacheUse, ToWorker } from './protocol.js';
+import type { QuantCacheUse } from '../src/weights/quant-cache.js';
+import type { ErrorKind, FromWorker, ModelSource, ToWorker } from './protocol.js';
 
 const MODEL_DIR = '/model';
 type Dtype = Extract<ToWorker, { type: 'load' }>['dtype'];
@@ -105,15 +106,14 @@ async function load(source: ModelSource, dtype: Dtype): Promise<void> {
   await checkModelFits(limits, dtype);
   const start = performance.now();
   let bytes = 0;
-  let cache: string | undefined;
-  let threads: number | undefined;
+  let cache: { use: QuantCacheUse; status: string; threads?: number } | undefined;
   loaded = await loadModel(MODEL_DIR, {
     dtype,
     onProgress: (p) => {
       bytes = p.bytesTotal;
-      cache = p.breakdown.quantCache;
-      threads = p.breakdown.quantizeWorkers;
-      post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond, quantCache: cache === undefined ? undefined : cacheUse(cache) });
+      const { quantCache: status, quantCacheUse: use, quantizeWorkers: threads } = p.breakdown;
+      cache = status && use ? { use, status, threads } : undefined;
+      post({ type: 'progress', phase: 'load', done: p.bytesDone, total: p.bytesTotal, bytesPerSecond: p.bytesPerSecond, quantCache: use });
     },
   });
   session = new ChatSession(loaded.model, loaded.tokenizer, { stopIds: loaded.stopIds });
@@ -122,13 +122,7 @@ async function load(source: ModelSource, dtype: Dtype): Promise<void> {
     // a device this worker destroyed itself (a new load, or a page closing) is no longer `loaded`'s
     if (loaded?.gpu.device === device) post({ type: 'error', kind: 'device-lost', message: `The GPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}). Reload the model to continue.` });
   });
-  post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded, quantCache: cache === undefined ? undefined : { use: cacheUse(cache), status: cache, threads } });
-}
-
-/** The quantized cache's status line (src/weights/quant-cache.ts) as what the load did with it. */
-function cacheUse(status: string): QuantCacheUse {
-  const use = /(?:^|; )(read from|writing|written to) /.exec(status)?.[1];
-  return use === 'read from' ? 'read' : use === 'writing' ? 'writing' : use === 'written to' ? 'written' : 'none';
+  post({ type: 'ready', adapter: loaded.gpu.description, model: name, loadSeconds: (performance.now() - start) / 1000, bytes, downloadedBytes: downloaded, quantCache: cache });
 }
 
 function mountInput(file: File): string {

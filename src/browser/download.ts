@@ -32,7 +32,7 @@ interface RemoteFile {
 }
 
 /** FileSystemSyncAccessHandle (lib.webworker's; the project compiles against lib.dom). */
-export interface SyncAccess {
+interface SyncAccess {
   getSize(): number;
   read(buffer: Uint8Array, options: { at: number }): number;
   write(buffer: Uint8Array, options: { at: number }): number;

@@ -99,8 +99,12 @@ class BlockDigest {
   }
 }
 
+/** What a load did with the cache: read it, is writing it while it quantizes, wrote it, or quantizes without one. */
+export type QuantCacheUse = 'read' | 'writing' | 'written' | 'none';
+
 /** What a load does with the cache: read weights from it, or write it while quantizing. */
 export interface QuantCacheSession {
+  readonly use: QuantCacheUse;
   /** one line for the load's breakdown: read from / written to PATH, or why not */
   readonly status: string;
   /** the cached weight for a checkpoint tensor, when the cache is being read */
@@ -247,6 +251,8 @@ class CacheReader implements QuantCacheSession {
     this.status = `read from ${folder.name}/${file}`;
   }
 
+  readonly use = 'read';
+
   cached(name: string): { info: TensorInfo; check(): CacheCheck } | undefined {
     const info = this.header.tensors.get(name);
     if (!info) return undefined;
@@ -310,6 +316,10 @@ class CacheWriter implements QuantCacheSession {
       throw e;
     }
     return w;
+  }
+
+  get use(): QuantCacheUse {
+    return this.failed ? 'none' : this.index < this.plan.length ? 'writing' : 'written';
   }
 
   get status(): string {
@@ -385,6 +395,7 @@ class CacheWriter implements QuantCacheSession {
 
 /** No cache this time (nowhere writable); the load quantizes. */
 class NoCache implements QuantCacheSession {
+  readonly use = 'none';
   constructor(readonly status: string) {}
   cached(): undefined {
     return undefined;

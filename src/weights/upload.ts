@@ -33,7 +33,7 @@ import type { QuantDType } from './quantize.js';
 import { QuantizeFeed } from './quantize-feed.js';
 import { defaultQuantizeWorkers } from './quantize-pool.js';
 import { allocQuantized } from './quantize-upload.js';
-import { QuantCacheError, openQuantCache, type QuantCacheOptions, type QuantCacheSession } from './quant-cache.js';
+import { QuantCacheError, openQuantCache, type QuantCacheOptions, type QuantCacheSession, type QuantCacheUse } from './quant-cache.js';
 import { DTYPE_BYTES, SafetensorsError, readExact, type Checkpoint, type TensorInfo } from './safetensors.js';
 import { DIRECT_ALIGN, FileSource } from './source.js';
 import { Prefault } from './prefault.js';
@@ -63,6 +63,7 @@ export interface LoadBreakdown {
   directBytes: number;
   /** the quantized cache: what happened to it (quant-cache.ts), when quantizing */
   quantCache?: string;
+  quantCacheUse?: QuantCacheUse;
   /** bytes of fresh weight memory pre-faulted through /proc/self/mem (prefault.ts; software adapters in Node on Linux) */
   prefaultBytes: number;
   /** page faults of this process during the load (Node only; undefined elsewhere) */
@@ -89,7 +90,7 @@ export interface UploadOptions {
   widen?: (info: TensorInfo) => boolean;
   /** which tensors to quantize, and to what (src/weights/quantize.ts quantizeRule); default none */
   quantize?: (info: TensorInfo) => QuantDType | undefined;
-  /** the quantized copy of a checkpoint (quant-cache.ts): where, or false for none; used when `quantize` picks tensors of a Checkpoint on disk */
+  /** the quantized copy of a checkpoint (quant-cache.ts): where, or false for none; used when `quantize` picks tensors of a Checkpoint's files */
   quantCache?: QuantCacheOptions | false;
   /** worker threads that quantize (quantize-pool.ts; default PVC_QUANT_WORKERS, else the cores but one; Web Workers in the browser build); 0: the loading thread */
   quantizeWorkers?: number;
@@ -447,7 +448,7 @@ class Uploader {
   }
 
   private report(name: string): void {
-    if (this.cache) this.breakdown.quantCache = this.cache.status;
+    if (this.cache) Object.assign(this.breakdown, { quantCache: this.cache.status, quantCacheUse: this.cache.use });
     if (this.prefault) this.breakdown.prefaultBytes = this.prefault.bytes;
     const f = processFaults();
     if (f && this.faults0) {
