@@ -169,8 +169,8 @@ interface Planned {
 
 /**
  * The cache session for quantizing `quantized` (in load order) out of `ckpt`, whose files are on
- * disk: reads a matching cache file, or else starts writing one. Never throws for the cache's
- * sake; `status` says what happened.
+ * disk (in the browser build, mounted byte sources): reads a matching cache file, or else starts
+ * writing one. Never throws for the cache's sake; `use` and `status` say what happened.
  */
 export async function openQuantCache(ckpt: Checkpoint, quantized: ReadonlyArray<{ info: TensorInfo; dtype: QuantDType }>, opts: QuantCacheOptions = {}): Promise<QuantCacheSession> {
   const plan: Planned[] = quantized.map(({ info, dtype }) => {
