@@ -70,6 +70,8 @@ interface Case {
   extreme?: boolean;
   /** both int8 GEMVs left to 'auto' where the device cannot run them: the float GEMV must be chosen */
   auto?: boolean;
+  /** weights laid out for the SWAR GEMV (64 rows side by side) read by another kernel */
+  swarLayout?: boolean;
 }
 
 async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
@@ -104,6 +106,9 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
       want[m * N + n] = s;
     }
   }
+  // the modes first: the SWAR GEMV's weights get more rows side by side (src/ops/matmul.ts, weightInterleave)
+  matmulConfig.dot4 = c.dot4 ? 'on' : c.auto ? 'auto' : 'off';
+  matmulConfig.swar = c.swar || c.auto || c.swarLayout ? 'auto' : 'off';
   const tx = await gpu.upload([M, K], 'f32', x);
   const tw = await uploadQuantized(gpu, dtype, [N, K], bits);
   if (expectSplit) expect(tw.parts.length).toBeGreaterThan(1);
@@ -114,8 +119,6 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
   if (c.residual) tensors.push((opts.residual = await gpu.upload([M, N], 'f32', residual)));
   if (c.residual === 'inplace') opts.out = opts.residual;
   if (c.gelu) opts.epilogue = 'gelu';
-  matmulConfig.dot4 = c.dot4 ? 'on' : c.auto ? 'auto' : 'off';
-  matmulConfig.swar = c.swar || c.auto ? 'auto' : 'off';
   const got = await gpu.step((rec) => {
     const out = matmul(rec, tx, tw, opts);
     if (out !== opts.out) tensors.push(out);
@@ -126,14 +129,14 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
 }
 
 const label = (c: Case) =>
-  `${c.M}x${c.K}->${c.N} ${c.dtype}${c.dot4 ? ' dot4I8Packed' : ''}${c.swar ? ' SWAR' : ''}${c.extreme ? ' (extreme codes)' : ''}${c.auto ? ' (auto: float GEMV)' : ''}${c.bias ? ' +bias' : ''}${c.gelu ? ' +gelu' : ''}${c.scale ? ' +scale' : ''}${c.residual ? ` +residual${c.residual === 'inplace' ? ' (in place)' : ''}` : ''}`;
+  `${c.M}x${c.K}->${c.N} ${c.dtype}${c.dot4 ? ' dot4I8Packed' : ''}${c.swar ? ' SWAR' : ''}${c.extreme ? ' (extreme codes)' : ''}${c.auto ? ' (auto: float GEMV)' : ''}${c.swarLayout ? " (the SWAR GEMV's layout)" : ''}${c.bias ? ' +bias' : ''}${c.gelu ? ' +gelu' : ''}${c.scale ? ' +scale' : ''}${c.residual ? ` +residual${c.residual === 'inplace' ? ' (in place)' : ''}` : ''}`;
 
 const both = <T>(f: (dtype: QuantDType) => T[]): T[] => (['q4', 'q8'] as const).flatMap(f);
 const gemm: Case = { M: 37, K: 96, N: 131, dtype: 'q4', bias: true, gelu: true, residual: true }; // K: no whole 64-tile, a partly filled scale unit
 const gemv: Case = { M: 1, K: 4096, N: 67, dtype: 'q4' };
 const gemv2: Case = { M: 2, K: 160, N: 131, dtype: 'q4', bias: true, residual: 'inplace' };
 const devices: [string, Gpu, Case[]][] = [
-  ['software (texels)', software, both((dtype) => [gemm, gemv, gemv2].map((c) => ({ ...c, dtype })))],
+  ['software (texels)', software, [...both((dtype) => [gemm, gemv, gemv2].map((c) => ({ ...c, dtype }))), { ...gemm, swarLayout: true }]],
   ['software, weights in buffers', bufferWeights, both((dtype) => [{ M: 19, K: 288, N: 70, dtype, residual: 'inplace' as const }, { ...gemv, dtype, auto: true }])],
   ['hardware', hardware, both((dtype) => [{ M: 21, K: 96, N: 75, dtype, bias: true, residual: true }, { ...gemv2, dtype }])],
   ['software without subgroups', noSubgroups, [{ ...gemm, gelu: false }, { ...gemv, auto: true }]],

@@ -147,7 +147,7 @@ describe('big tensors', () => {
     const small = await getDevice({ maxStorageBufferBindingSize: 4096, adapterClass: 'software', texelWeights: true });
     try {
       const before = small.pool.allocatedBytes;
-      const w = await small.allocWeight([100, 40], 'bf16', 'w', { interleave: true });
+      const w = await small.allocWeight([100, 40], 'bf16', 'w', { interleave: 8 });
       expect(w.texels).toBe(true);
       // 8 rows side by side; parts of whole 8-row blocks under 4096 bytes (51 rows -> 48)
       expect(w.parts.map((p) => [p.rows, p.interleave, p.texture!.width, p.texture!.height])).toEqual([[48, 8, 40, 6], [48, 8, 40, 6], [4, 8, 40, 1]]);
@@ -158,6 +158,12 @@ describe('big tensors', () => {
       for (const [a, b] of [[0, 48], [48, 4000], [4000, 8000]]) small.writeBytes(w, bytes.subarray(a, b), a);
       expect(Array.from((await small.read(w)) as Uint16Array)).toEqual(Array.from(bits));
       expect(() => small.writeBytes(w, bytes.subarray(0, 8), 8)).toThrow(/whole 16-byte texels/);
+      // more rows side by side than a part holds: halved until a part holds them (51 rows -> 32)
+      const wide = await small.allocWeight([100, 40], 'bf16', 'w', { interleave: 64 });
+      expect(wide.parts.map((p) => [p.rows, p.interleave, p.texture!.width, p.texture!.height])).toEqual([[32, 32, 160, 1], [32, 32, 160, 1], [32, 32, 160, 1], [4, 32, 160, 1]]);
+      for (const [a, b] of [[0, 48], [48, 4000], [4000, 8000]]) small.writeBytes(wide, bytes.subarray(a, b), a);
+      expect(Array.from((await small.read(wide)) as Uint16Array)).toEqual(Array.from(bits));
+      wide.release();
       // by default rows stay apart (one per texture row)
       const apart = await small.allocWeight([100, 40], 'bf16');
       expect(apart.parts.map((p) => [p.rows, p.interleave, p.texture!.width, p.texture!.height])).toEqual([[51, 1, 5, 51], [49, 1, 5, 49]]);

@@ -8,11 +8,14 @@ const seed = freshSeed();
 const rand = rng(seed);
 
 describe('texel layout', () => {
-  it('chooses 8 rows side by side, or the most that fit the texture width', () => {
-    expect(texelInterleave(512, 16384)).toBe(8);
-    expect(texelInterleave(1792, 16384)).toBe(8);
-    expect(texelInterleave(1792, 8192)).toBe(4);
-    expect(texelInterleave(5000, 8192)).toBe(1);
+  it('puts the wanted rows side by side, or the most that fit the texture width', () => {
+    expect(texelInterleave(144, 16384, 64)).toBe(64); // q4 K=4096
+    expect(texelInterleave(144, 8192, 64)).toBe(32);
+    expect(texelInterleave(504, 16384, 64)).toBe(32); // q4 K=14336
+    expect(texelInterleave(272, 16384, 16)).toBe(16); // q8 K=4096
+    expect(texelInterleave(1792, 8192, 16)).toBe(4);
+    expect(texelInterleave(5000, 8192, 64)).toBe(1);
+    expect(texelInterleave(512, 16384, 1)).toBe(1);
   });
 
   for (const [rows, texels, il, misalign] of [[19, 5, 8, 0], [16, 3, 4, 2], [7, 4, 2, 0], [5, 6, 1, 0]]) {

@@ -209,11 +209,12 @@ export class Gpu {
   /**
    * An unpooled tensor for weights, split by rows into parts that each fit one binding.
    * Allocation failures surface as errors (checked in an out-of-memory scope).
-   * `interleave`: a texel weight gets rows side by side (the texel layout, src/gpu/tensor.ts). For
-   * weights whose rows pass through the host anyway (quantized ones): laying out rows costs the host
-   * ~0.35 s per GB, which bf16 weights, streamed from the file untouched, would pay on every load.
+   * `interleave`: rows side by side a texel weight should get (a power of two; the texel layout,
+   * src/gpu/tensor.ts), fewer where the texture is not wide enough. For weights whose rows pass
+   * through the host anyway (quantized ones): laying out rows costs the host ~0.35 s per GB, which
+   * bf16 weights, streamed from the file untouched, would pay on every load.
    */
-  async allocWeight(shape: readonly number[], dtype: DType, label = 'weight', { interleave = false } = {}): Promise<Tensor> {
+  async allocWeight(shape: readonly number[], dtype: DType, label = 'weight', { interleave = 1 } = {}): Promise<Tensor> {
     this.assertUsable();
     checkShape(shape, label);
     const rowElems = numelOf(shape) / shape[0];
@@ -224,8 +225,8 @@ export class Gpu {
     // texel parts: at most maxTexture rows (side by side or not: the loader's pieces, and so its
     // staging buffers, stay as they are), in whole texture rows (a part starts one)
     if (texels) rowsPerPart = Math.min(rowsPerPart, maxTexture);
-    let il = texels && interleave ? texelInterleave(rowElems / 8, maxTexture) : 1;
-    if (rowsPerPart < il) il = 1; // a part of fewer rows (tiny binding limits)
+    let il = texels ? texelInterleave(rowElems / 8, maxTexture, interleave) : 1;
+    while (rowsPerPart < il) il /= 2; // a part of fewer rows (tiny binding limits)
     rowsPerPart -= rowsPerPart % il;
     if (rowsPerPart < 1) throw new Error(`${label}: one row of [${shape.join(', ')}] ${dtype} (${rowBytes} bytes) is larger than the storage binding limit (${this.maxBindingBytes} bytes)`);
     // keep every part a whole number of 32-bit words (packed 16-bit rows of odd length)

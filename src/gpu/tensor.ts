@@ -12,10 +12,11 @@
 // Texel layout (weights on software adapters, see Gpu.texelWeights): a 16-bit [N, K] weight with
 // K % 8 == 0 is held in rgba32uint textures instead, one per part. Texel i of row r (elements
 // 8i .. 8i+7, four words in the buffer layout's order) is texel (i * IL + r % IL, r / IL): IL rows
-// (the part's `interleave`: 8 for quantized weights where the texture is wide enough, 1 for the
-// others, see Gpu.allocWeight) lie side by side, 16 bytes at a time, so the 8 SIMD lanes of a GEMV,
-// each reading its own row, read 128 contiguous bytes instead of 8 rows far apart (q4 GEMVs ~8 %,
-// q8 10-20 %, bf16 15-26 % faster; bench/RESULTS.md). Lavapipe loads a storage texel with one
+// (the part's `interleave`: for quantized weights the rows one step of a subgroup of the software
+// GEMV reads, 64 for q4 and 16 for q8 where the texture is wide enough (ops/matmul.ts,
+// weightInterleave); 1 for the others, see Gpu.allocWeight) lie side by side, 16 bytes at a time, so
+// a subgroup's loads of a step are one contiguous run of texels instead of rows far apart (the q4 GEMV
+// in ~0.75 of the time of 8 rows side by side, and that in ~0.9 of rows apart; bench/RESULTS.md). Lavapipe loads a storage texel with one
 // 16-byte load per lane where a vec4 storage-buffer load costs four bounds-checked scalar loads,
 // so weights stream 1.5-2x faster than from buffers.
 
@@ -39,10 +40,14 @@ export interface TensorPart {
   rows: number;
 }
 
-/** Rows side by side in a texel weight's texture rows of `rowTexels` texels each: 8, or the most that fit. */
-export function texelInterleave(rowTexels: number, maxTextureWidth: number): number {
-  for (const il of [8, 4, 2]) if (rowTexels * il <= maxTextureWidth) return il;
-  return 1;
+/**
+ * Rows side by side in a texel weight's texture rows of `rowTexels` texels each: `wanted` (a power of
+ * two), or the most (a power of two) that fit the texture width.
+ */
+export function texelInterleave(rowTexels: number, maxTextureWidth: number, wanted: number): number {
+  let il = 1;
+  while (il * 2 <= wanted && rowTexels * il * 2 <= maxTextureWidth) il *= 2;
+  return il;
 }
 
 /**

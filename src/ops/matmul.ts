@@ -51,6 +51,17 @@ function mode<T extends string>(name: string, v: string | undefined, others: T[]
 /** Output columns per lane of the SWAR GEMV (bench/RESULTS.md, "Packed-multiply (SWAR) q4 GEMV"). */
 const SWAR_COLUMNS = 8;
 
+/**
+ * Rows side by side (the texel layout's interleave, src/gpu/tensor.ts) for a quantized weight: the
+ * rows one step of the software GEMV reads in a subgroup of 8 lanes (lavapipe's SIMD width), 8 per
+ * column of a lane (kernels/matmul.wgsl, laneColumn), so that those loads are one contiguous run of
+ * texels and no other subgroup's rows lie between them: 64 for q4 through the SWAR GEMV, 16 for q8
+ * (bench/RESULTS.md, "One subgroup's rows side by side").
+ */
+export function weightInterleave(dtype: 'q8' | 'q4', swar: boolean): number {
+  return 8 * (swar ? SWAR_COLUMNS : gemvColumns(dtype));
+}
+
 /** Adapter classes on which the dot4I8Packed GEMV was measured faster than the float one. */
 const DOT4_FASTER: Record<AdapterClass, boolean> = { software: false, hardware: false };
 
