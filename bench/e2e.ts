@@ -14,7 +14,8 @@
 // prefill     tok/s for N random text ids (the LLM's cost does not depend on them), 512 positions a step
 // decode      s/token at KV N: the cache is marked filled without a prefill (a step costs the same whatever
 //             the cached values are). One step runs profiled: the sum of its kernels' timestamped times (each
-//             dispatch in its own pass, so each is timed alone) beside the steps' wall time.
+//             dispatch in its own pass, so each is timed alone) beside the steps' wall time, and the dispatch
+//             labels (op and shape) that took the most of it.
 // Floors: FLOPs of the matrix products / PyTorch's bf16 GEMM rate (512x4096->4096, measured in this run) for
 // compute-bound stages; bytes moved / the on-device copy rate (read + written, as bench:kernels) for decode and load.
 // Defaults: --ttft 1,12, but only 1 when the weights pass 4 GB (the 12-tile turn takes ~45 min at full size).
@@ -231,8 +232,12 @@ async function decode(m: LoadedModel, copyRate: number): Promise<void> {
     logits.release();
     cache.release();
     const kernelSum = rec!.profile.reduce((a, e) => a + e.ms, 0);
+    // where the step's kernel time goes: the dispatch labels (op and shape) with the most time
+    const byLabel = new Map<string, number>();
+    for (const e of rec!.profile) byLabel.set(e.label, (byLabel.get(e.label) ?? 0) + e.ms);
+    const topKernels = [...byLabel].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([l, ms]) => `${l} ${ms.toFixed(1)}`).join(', ');
     const bytes = decodeBytes(model.config.llm, weightBytes, kv);
-    add({ stage: 'decode', case: `KV ${kv}, per token`, ms: median(times), floor_ms: (bytes / copyRate) * 1000, floor: `${(bytes / 1e9).toFixed(2)} GB / copy rate`, each_ms: times.map((t) => +t.toFixed(1)).join(' '), kernel_sum_ms: kernelSum, step_over_kernels: median(times) / kernelSum, profiled_step_ms: profiledWall, dispatches: rec!.profile.length });
+    add({ stage: 'decode', case: `KV ${kv}, per token`, ms: median(times), floor_ms: (bytes / copyRate) * 1000, floor: `${(bytes / 1e9).toFixed(2)} GB / copy rate`, each_ms: times.map((t) => +t.toFixed(1)).join(' '), kernel_sum_ms: kernelSum, step_over_kernels: median(times) / kernelSum, profiled_step_ms: profiledWall, dispatches: rec!.profile.length, top_kernels_ms: topKernels });
   }
 }
 

@@ -15,10 +15,11 @@
 // (the part's `interleave`: for quantized weights the rows one step of a subgroup of the software
 // GEMV reads, 64 for q4 and 16 for q8 where the texture is wide enough (ops/matmul.ts,
 // weightInterleave); 1 for the others, see Gpu.allocWeight) lie side by side, 16 bytes at a time, so
-// a subgroup's loads of a step are one contiguous run of texels instead of rows far apart (the q4 GEMV
-// in ~0.75 of the time of 8 rows side by side, and that in ~0.9 of rows apart; bench/RESULTS.md). Lavapipe loads a storage texel with one
-// 16-byte load per lane where a vec4 storage-buffer load costs four bounds-checked scalar loads,
-// so weights stream 1.5-2x faster than from buffers.
+// a subgroup's loads of a step are one contiguous run of texels instead of rows far apart (the q4
+// SWAR GEMV in ~0.85 of the time it took with 8 rows side by side, and that in ~0.9 of rows apart;
+// bench/RESULTS.md). Lavapipe loads a storage texel with one 16-byte load per lane where a vec4
+// storage-buffer load costs four bounds-checked scalar loads, so weights stream 1.5-2x faster than
+// from buffers.
 
 import type { Gpu } from './device.js';
 
