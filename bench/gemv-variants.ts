@@ -6,6 +6,8 @@
 // e.g. [["bf16","bf16",{"COLS":2,"X_TEXELS":true},128],["q4","q4",{"COLS":4,"X_TEXELS":true},256]];
 // SWAR variants get their int8 activation pairs from kernels/matmul_xq8.wgsl (each dispatch with its pack).
 // Without VARIANTS: today's bf16, q8, float q4 and SWAR q4 GEMVs (the defaults of src/ops/matmul.ts).
+// Quantized weights get allocQuantized's layout for the default modes (q4: the SWAR GEMV's 64 rows side
+// by side, which the float q4 variant reads too; q8: 16).
 import { getDevice, partBuffer, toBf16Bits, type Tensor } from '../src/gpu/index.js';
 import { weightDefines } from '../src/ops/matmul.js';
 import { quantizeRows } from '../src/weights/quantize.js';

@@ -11,7 +11,8 @@
 // section (norms, elementwise, rope, embedding, reductions, pixel shuffle, patch embedding, KV
 // append; `--only small`, or `--only 'small rmsNorm'` for one) has no peer column. The "quant" section
 // (`--only quant`) times q8 / q4 weights beside bf16 at the same shapes in the same run: weight
-// bytes, GB/s of weights read, rows/s and the ratio to bf16's time.
+// bytes, GB/s of weights read, rows/s and the ratio to bf16's time (q4 weights in the SWAR GEMV's
+// layout, which its float and dot4 rows read too).
 // Tests never assert timings; bench/RESULTS.md records these tables.
 
 import { spawnSync } from 'node:child_process';
