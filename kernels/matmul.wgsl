@@ -25,12 +25,12 @@
 //   default  software (CPU-backed adapters such as lavapipe, where a non-uniform load is a scalar
 //            loop over the SIMD lanes and workgroup memory is no cheaper): no workgroup memory, no
 //            barriers. A workgroup of 64 lanes computes R rows x 256 columns; each lane owns 4
-//            columns (adjacent ones, or laneColumn's for rows side by side) and R x 4 accumulators. With SUBGROUPS each lane loads the activations
-//            of two rows, m0 + sl and m0 + R/2 + sl, and they are spread with subgroupBroadcast from
-//            lanes 0..R/2-1: R = 16 with X8 (every subgroup has at least 8 lanes), else 8. Per-lane
-//            loads are the cost on lavapipe (each becomes a scalar loop over the SIMD lanes), so more
-//            rows per weight load wins even though the 64 accumulators spill. Without SUBGROUPS R = 4
-//            and every lane loads all R rows.
+//            columns (adjacent ones, or laneColumn's for rows side by side) and R x 4 accumulators.
+//            With SUBGROUPS each lane loads the activations of two rows, m0 + sl and m0 + R/2 + sl,
+//            and they are spread with subgroupBroadcast from lanes 0..R/2-1: R = 16 with X8 (every
+//            subgroup has at least 8 lanes), else 8. Per-lane loads are the cost on lavapipe (each
+//            becomes a scalar loop over the SIMD lanes), so more rows per weight load wins even
+//            though the 64 accumulators spill. Without SUBGROUPS R = 4 and every lane loads all R rows.
 //   TILED    hardware: 64 x 64 output tile, 16 x 16 invocations of 4 x 4 outputs each, K in slices
 //            of 16 staged in workgroup memory.
 //   VEC      (software only) K % 8 == 0: x read as vec4<f32>, w as vec4<u32> (8 packed values) or
