@@ -195,7 +195,7 @@ export async function openQuantCache(ckpt: Checkpoint, quantized: ReadonlyArray<
     if (found.reader) return found.reader;
     if (found.why && !stale) stale = `${folder.name}/${file}: ${found.why}; `;
   }
-  const bytes = new CacheWriter(null, plan, metadata, '').header().length + plan.reduce((n, p) => n + p.bytes, 0);
+  const bytes = cacheHeader(plan, metadata, startDigests(plan)).length + plan.reduce((n, p) => n + p.bytes, 0);
   const notes: string[] = [];
   for (const folder of folders) {
     try {
@@ -285,30 +285,53 @@ class CacheReader implements QuantCacheSession {
   }
 }
 
+type Digests = Record<string, { dtype: QuantDType; shape: [number, number]; sha256: string }>;
+
+/** Every planned tensor with a placeholder hash (the header's length does not depend on the hashes). */
+function startDigests(plan: Planned[]): Digests {
+  return Object.fromEntries(plan.map((p) => [p.name, { dtype: p.dtype, shape: p.shape, sha256: '0'.repeat(64) }]));
+}
+
+/** The cache file's header: 8-byte length, then the JSON header padded to 8 bytes (the same length whatever the hashes). */
+function cacheHeader(plan: Planned[], metadata: Record<string, string>, digests: Digests): Uint8Array {
+  const json: Record<string, unknown> = { __metadata__: { ...metadata, tensors: JSON.stringify(digests) } };
+  let at = 0;
+  for (const p of plan) {
+    json[p.name] = { dtype: 'U8', shape: [p.shape[0], p.rowBytes], data_offsets: [at, at + p.bytes] };
+    at += p.bytes;
+  }
+  let text = JSON.stringify(json);
+  text += ' '.repeat((8 - (text.length % 8)) % 8);
+  const bytes = new Uint8Array(8 + text.length);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(text.length), true);
+  bytes.set(new TextEncoder().encode(text), 8);
+  return bytes;
+}
+
 /** Writes the cache while the load quantizes: header first (hashes filled in at the end), then each tensor's rows in load order. */
 class CacheWriter implements QuantCacheSession {
   private index = 0;
   private written = 0;
   private hash = new BlockDigest();
-  private readonly digests: Record<string, { dtype: QuantDType; shape: [number, number]; sha256: string }> = {};
+  private readonly digests: Digests;
   private failed = '';
   /** bytes before the next rows */
   private offset = 0;
 
-  constructor(
+  private constructor(
     private out: CacheFileWriter | null,
     private readonly plan: Planned[],
     private readonly metadata: Record<string, string>,
     private readonly note: string,
-    private readonly path = '',
+    private readonly path: string,
   ) {
-    for (const p of plan) this.digests[p.name] = { dtype: p.dtype, shape: p.shape, sha256: '0'.repeat(64) };
+    this.digests = startDigests(plan);
   }
 
   static async start(folder: CacheFolder, file: string, bytes: number, plan: Planned[], metadata: Record<string, string>, note: string): Promise<CacheWriter> {
     const w = new CacheWriter(await folder.create(file, bytes), plan, metadata, note, `${folder.name}/${file}`);
     try {
-      const header = w.header();
+      const header = cacheHeader(plan, metadata, w.digests);
       await w.out!.write(header, 0);
       w.offset = header.length;
     } catch (e) {
@@ -329,22 +352,6 @@ class CacheWriter implements QuantCacheSession {
 
   cached(): undefined {
     return undefined;
-  }
-
-  /** 8-byte length, then the JSON header padded to 8 bytes (the same length whatever the hashes). */
-  header(): Uint8Array {
-    const json: Record<string, unknown> = { __metadata__: { ...this.metadata, tensors: JSON.stringify(this.digests) } };
-    let at = 0;
-    for (const p of this.plan) {
-      json[p.name] = { dtype: 'U8', shape: [p.shape[0], p.rowBytes], data_offsets: [at, at + p.bytes] };
-      at += p.bytes;
-    }
-    let text = JSON.stringify(json);
-    text += ' '.repeat((8 - (text.length % 8)) % 8);
-    const bytes = new Uint8Array(8 + text.length);
-    new DataView(bytes.buffer).setBigUint64(0, BigInt(text.length), true);
-    bytes.set(new TextEncoder().encode(text), 8);
-    return bytes;
   }
 
   async append(name: string, bytes: Uint8Array): Promise<void> {
@@ -372,7 +379,7 @@ class CacheWriter implements QuantCacheSession {
     if (!this.out) return;
     try {
       if (this.index !== this.plan.length) throw new Error(`only ${this.index} of ${this.plan.length} tensors were written`);
-      await this.out.write(this.header(), 0);
+      await this.out.write(cacheHeader(this.plan, this.metadata, this.digests), 0);
       const out = this.out;
       this.out = null;
       await out.commit();
