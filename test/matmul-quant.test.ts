@@ -5,7 +5,7 @@
 // half to even, clamp to ±127; kernels/matmul_xq8.wgsl).
 import { afterAll, describe, expect, it } from 'vitest';
 import { getDevice, toBf16Bits, type Gpu, type Tensor } from '../src/gpu/index.js';
-import { matmul, matmulConfig, useDot4, useSwar, type MatmulOptions } from '../src/ops/matmul.js';
+import { gemvColumns, matmul, matmulConfig, useDot4, useSwar, weightInterleave, type MatmulOptions } from '../src/ops/matmul.js';
 import { dequantizeRows, quantizeRows, type QuantDType } from '../src/weights/quantize.js';
 import { uploadQuantized } from '../src/weights/quantize-upload.js';
 import { erf, freshSeed, randn, relL2, rng, testGpu } from './util.js';
@@ -212,5 +212,28 @@ describe('useSwar', () => {
     expect(useSwar('auto', { subgroups: false }, true, 'q4')).toBe(false);
     expect(useSwar('auto', sg, false, 'q4')).toBe(false);
     expect(useSwar('off', sg, true, 'q4')).toBe(false);
+  });
+});
+
+describe('rows side by side for the software GEMV', () => {
+  it("a quantized weight on a texel device gets the rows one subgroup step of its GEMV reads (8 lanes x its columns), fewer where the texture is too narrow", async () => {
+    // the columns per lane each GEMV variant is dispatched with (matmul's COLS define)
+    expect(weightInterleave('q4', true)).toBe(8 * 8);
+    expect(weightInterleave('q4', false)).toBe(8 * gemvColumns('q4'));
+    expect(weightInterleave('q8', false)).toBe(8 * gemvColumns('q8'));
+    const laid = async (dtype: QuantDType, K: number, swar: 'auto' | 'off') => {
+      matmulConfig.swar = swar;
+      const w = await uploadQuantized(software, dtype, [130, K], toBf16Bits(randn(130 * K, rand)));
+      const il = w.parts.map((p) => p.interleave);
+      w.release();
+      return il;
+    };
+    const swar = useSwar('auto', software.features, software.texelWeights, 'q4');
+    expect(await laid('q4', 256, 'auto')).toEqual([swar ? 64 : 32]);
+    expect(await laid('q4', 256, 'off')).toEqual([32]);
+    expect(await laid('q8', 256, 'auto')).toEqual([16]);
+    // q4 at K = 14336: 504 texels a row, 64 rows would pass a 16384-texel texture
+    const max = software.device.limits.maxTextureDimension2D;
+    expect(await laid('q4', 14336, 'auto')).toEqual([Math.min(swar ? 64 : 32, 2 ** Math.floor(Math.log2(max / 504)))]);
   });
 });

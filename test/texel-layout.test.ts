@@ -18,7 +18,7 @@ describe('texel layout', () => {
     expect(texelInterleave(512, 16384, 1)).toBe(1);
   });
 
-  for (const [rows, texels, il, misalign] of [[19, 5, 8, 0], [16, 3, 4, 2], [7, 4, 2, 0], [5, 6, 1, 0]]) {
+  for (const [rows, texels, il, misalign] of [[19, 5, 8, 0], [16, 3, 4, 2], [7, 4, 2, 0], [5, 6, 1, 0], [70, 3, 64, 0], [45, 2, 32, 2]]) {
     it(`lays out ${rows} rows of ${texels} texels with ${il} side by side${misalign ? ' (unaligned views)' : ''}, and back`, () => {
       const rowBytes = texels * 16;
       const pitch = Math.ceil((rowBytes * il) / 256) * 256;
