@@ -5,9 +5,9 @@
 //   SHAPE=K,N VARIANTS='[[label, dtype, {defines}, columnsPerWorkgroup], ...]' ROUNDS=11 COPIES=1 npx tsx bench/gemv-variants.ts
 // e.g. [["bf16","bf16",{"COLS":2,"X_TEXELS":true},128],["q4","q4",{"COLS":4,"X_TEXELS":true},256]];
 // SWAR variants get their int8 activation pairs from kernels/matmul_xq8.wgsl (each dispatch with its pack).
-// Without VARIANTS: today's bf16, q8, float q4 and SWAR q4 GEMVs (the defaults of src/ops/matmul.ts).
-// Quantized weights get allocQuantized's layout for the default modes (q4: the SWAR GEMV's 64 rows side
-// by side, which the float q4 variant reads too; q8: 16).
+// Without VARIANTS: today's bf16, float q8, SWAR q8, float q4 and SWAR q4 GEMVs (src/ops/matmul.ts).
+// Quantized weights get allocQuantized's layout for the default modes (the SWAR GEMVs': q4 64 rows side
+// by side, q8 32, which the float variants read too; theirs are 32 and 16).
 import { getDevice, partBuffer, toBf16Bits, type Tensor } from '../src/gpu/index.js';
 import { weightDefines } from '../src/ops/matmul.js';
 import { quantizeRows } from '../src/weights/quantize.js';
@@ -17,7 +17,7 @@ const gpu = await getDevice();
 const [K, N] = (process.env.SHAPE ?? '4096,14336').split(',').map(Number);
 const variants: [string, string, Record<string, unknown>, number][] = JSON.parse(
   process.env.VARIANTS ??
-    '[["bf16 c2 x texels","bf16",{"COLS":2,"X_TEXELS":true},128],["q8 c2 x texels","q8",{"COLS":2,"X_TEXELS":true},128],["q4 float c4 x texels","q4",{"COLS":4,"X_TEXELS":true},256],["q4 SWAR c8","q4",{"COLS":8,"SWAR":true},512]]',
+    '[["bf16 c2 x texels","bf16",{"COLS":2,"X_TEXELS":true},128],["q8 float c2 x texels","q8",{"COLS":2,"X_TEXELS":true},128],["q8 SWAR c4","q8",{"COLS":4,"SWAR":true},256],["q4 float c4 x texels","q4",{"COLS":4,"X_TEXELS":true},256],["q4 SWAR c8","q4",{"COLS":8,"SWAR":true},512]]',
 );
 async function weight(dtype: string): Promise<Tensor> {
   const wv = Float32Array.from({ length: 256 * K }, () => (Math.random() - 0.5) * 0.05);

@@ -11,8 +11,8 @@
 // section (norms, elementwise, rope, embedding, reductions, pixel shuffle, patch embedding, KV
 // append; `--only small`, or `--only 'small rmsNorm'` for one) has no peer column. The "quant" section
 // (`--only quant`) times q8 / q4 weights beside bf16 at the same shapes in the same run: weight
-// bytes, GB/s of weights read, rows/s and the ratio to bf16's time (q4 weights in the SWAR GEMV's
-// layout, which its float and dot4 rows read too).
+// bytes, GB/s of weights read, rows/s and the ratio to bf16's time (q8 / q4 weights in the SWAR
+// GEMV's layout where it runs, which their float and dot4 rows read too).
 // Tests never assert timings; bench/RESULTS.md records these tables.
 
 import { spawnSync } from 'node:child_process';
@@ -227,13 +227,13 @@ async function main() {
       const q8 = await randomQuantized(gpu, 'q8', [n, k], name);
       const q4 = await randomQuantized(gpu, 'q4', [n, k], name);
       // the GEMV rows add the int8-activation variants where the adapter runs them: packed-multiply
-      // (SWAR, q4: the default where it runs) and dot4I8Packed
+      // (SWAR: the default where it runs) and dot4I8Packed
       const dot4 = m <= 8 && gpu.features.dot4 && gpu.features.subgroups;
-      const swar = m <= 8 && useSwar('auto', gpu.features, gpu.texelWeights, 'q4');
+      const swar = m <= 8 && useSwar('auto', gpu.features, gpu.texelWeights, 'q4') && useSwar('auto', gpu.features, gpu.texelWeights, 'q8');
       const modes = { ...matmulConfig };
       const off = { dot4: 'off', swar: 'off' } as const;
       const variants: [string, Tensor, typeof matmulConfig][] = [['bf16', await randomBf16(gpu, [n, k], name), off], ['q8', q8, off], ['q4', q4, off]];
-      if (swar) variants.push(['q4 swar', q4, { dot4: 'off', swar: 'auto' }]);
+      if (swar) variants.push(['q8 swar', q8, { dot4: 'off', swar: 'auto' }], ['q4 swar', q4, { dot4: 'off', swar: 'auto' }]);
       if (dot4) variants.push(['q8 dot4', q8, { ...off, dot4: 'on' }], ['q4 dot4', q4, { ...off, dot4: 'on' }]);
       const dtypes = variants.map(([d]) => d);
       // rounds of one run each, so that the host's load drifts over all variants alike; besides wall

@@ -158,7 +158,7 @@ def family(name):
 
 
 def act8(x):
-    """The dot4I8Packed GEMV's activations (kernels/matmul_xq8.wgsl): int8 per 32-group, power-of-two scale
+    """The int8 GEMVs' activations (dot4I8Packed, SWAR) (kernels/matmul_xq8.wgsl): int8 per 32-group, power-of-two scale
     (inputs of weights that are not whole groups stay f32: those weights stay bf16)."""
     if x.shape[-1] % 32:
         return x
@@ -171,6 +171,7 @@ def act8(x):
 
 
 FORMATS['q4 + int8 activations (dot4I8Packed path)'] = FORMATS['q4 (ours: g32 sym m/-8, f16 scale)']
+FORMATS['q8 + int8 activations (SWAR path)'] = FORMATS['q8 (ours: g32 sym absmax/127, f16 scale)']
 FAMILIES = ['wqkv', 'wo', 'w1', 'w3', 'w2', 'output', 'tok_embeddings']
 
 

@@ -50,15 +50,16 @@
 //                   X_TEXELS (with VEC): the activations come as texels (kernels/matmul_xtexels.wgsl
 //                   writes them): one vectorised load for all lanes instead of a scalar load per lane and word.
 //                   Without VEC, one value per load (any K).
-//                   SWAR (Q4, VEC, SUBGROUPS; software): packed-multiply q4 GEMV with int8 activations per
+//                   SWAR (Q4 or Q8, VEC, SUBGROUPS; software): packed-multiply GEMV with int8 activations per
 //                   group of 32 (kernels/matmul_xq8.wgsl with SWAR packs them in pairs, as texels, with the
-//                   group's scale and offset): each u32 multiply of n_a + n_b * 65536 (two weights' codes
-//                   plus 8) by x_b + x_a * 65536 adds the 2-term dot product n_a x_a + n_b x_b to the high
-//                   half, ~2 ALU operations per weight against 5 for the float decode (lavapipe has no fused
-//                   multiply-add and no int8 dot instruction); the overflow argument is at swarDot. Each group
-//                   is one integer dot product scaled by d_w d_x. With X8 lanes 0..4 load the group's 5
-//                   activation texels and spread them with subgroupBroadcast, else lanes 0..3 (plus one load
-//                   of the 5th by every lane).
+//                   group's scale and offset): each u32 multiply of two weights' codes in 16-bit halves by
+//                   x_b + x_a * 65536 puts the 2-term dot product of the pair in the high half. q4 (codes plus
+//                   8, COLS 8) sums a group's 16 products before one extraction, ~2 ALU operations per weight;
+//                   q8 (signed codes, COLS 4) extracts each product, ~2.75; the float decode takes 5 (lavapipe
+//                   has no fused multiply-add and no int8 dot instruction). The overflow arguments are at
+//                   swarDot and swarDot8. Each group is one integer dot product scaled by d_w d_x. With X8
+//                   lanes 0..4 load the group's 5 activation texels and spread them with subgroupBroadcast,
+//                   else lanes 0..3 (plus one load of the 5th by every lane).
 //   GEMV + SPLITK   hardware: a workgroup of 64 invocations computes 4 columns; invocation t sums
 //                   k = t, t + 64, ...; partial sums meet in workgroup memory (with SUBGROUPS,
 //                   subgroupAdd first and one slot per subgroup, claimed with an atomic so no subgroup
@@ -376,6 +377,21 @@ fn swarDot(xs: array<vec4<u32>, 4>, u: vec4<u32>, c: u32) -> i32 {
   }
   return (bitcast<i32>(s.x + s.y + s.z + s.w) + 32768) >> 16u;
 }
+// q8: sum_i q[i] x[i] over a group of 32 (code units u0, u1; word i = values 4i .. 4i + 3 as int8) with
+// the same activation pairs: texel t pairs words 2t and 2t + 1's values (0, 2), (1, 3). ((word >> sh) &
+// 0x00ff00ff) ^ 0x00800080 is n_a + n_b * 65536 with n = q + 128; W = that - 0x00800080 = q_a + q_b * 65536
+// (as an integer), and W X = L + D * 65536 (mod 2^32), D = q_a x_a + q_b x_b (|D| <= 2 * 127 * 127 = 32258),
+// L = q_a x_b (|L| <= 16129): as i32, W X + 32768 is exact and >> 16 gives D. N X - cs, with
+// cs = X * 0x00800080 - 32768 (once per group), is that W X + 32768: a subtraction instead of two.
+fn swarDot8(xs: array<vec4<u32>, 4>, cs: array<vec4<u32>, 4>, u0: vec4<u32>, u1: vec4<u32>) -> i32 {
+  var s = vec4<i32>(0);
+  let words = array<vec4<u32>, 4>(u0.xxyy, u0.zzww, u1.xxyy, u1.zzww);
+  for (var t = 0u; t < 4u; t++) {
+    let nn = ((words[t] >> vec4<u32>(0u, 8u, 0u, 8u)) & vec4<u32>(0x00ff00ffu)) ^ vec4<u32>(0x00800080u);
+    s += bitcast<vec4<i32>>(nn * xs[t] - cs[t]) >> vec4<u32>(16u);
+  }
+  return s.x + s.y + s.z + s.w;
+}
 #elif !DOT4
 #if VEC
 // Activations x[m, 4i .. 4i + 3].
@@ -456,6 +472,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
 #elif SWAR
+#if Q8
+  const_assert COLS == 4u; // u below lists 4 columns
+  var sw: array<vec4<u32>, COLS>;
+  for (; k < K; k += 32u) {
+    let g = k / 32u;
+    var a: array<XShare, ROWS>;
+    for (var r = 0u; r < ROWS; r++) { a[r] = xShare(xm[r], g, sl); }
+    let u = array<vec4<u32>, 8>(unitOf(n[0], 2u * g), unitOf(n[0], 2u * g + 1u), unitOf(n[1], 2u * g), unitOf(n[1], 2u * g + 1u),
+                                unitOf(n[2], 2u * g), unitOf(n[2], 2u * g + 1u), unitOf(n[3], 2u * g), unitOf(n[3], 2u * g + 1u));
+    if (g % 8u == 0u) {
+      for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+      let x5 = spread(a[r]);
+      let xs = array<vec4<u32>, 4>(x5[0], x5[1], x5[2], x5[3]);
+      let cs = array<vec4<u32>, 4>(x5[0] * 0x00800080u - 32768u, x5[1] * 0x00800080u - 32768u, x5[2] * 0x00800080u - 32768u, x5[3] * 0x00800080u - 32768u);
+      let dx = bitcast<f32>(x5[4].y);
+      for (var j = 0u; j < COLS; j++) {
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot8(xs, cs, u[2u * j], u[2u * j + 1u]));
+      }
+    }
+  }
+#else
   const_assert COLS == 8u; // u below lists 8 columns
   var sw: array<vec4<u32>, COLS>;
   for (; k < K; k += 32u) {
@@ -476,6 +515,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       }
     }
   }
+#endif
 #elif SUBGROUPS
 #if WQ
   var sw: array<vec4<u32>, COLS>; // the 16-byte unit of 8 group scales of each column

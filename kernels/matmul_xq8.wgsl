@@ -9,7 +9,8 @@
 // Output (SWAR), texels (5g .. 5g + 4, m) of an rgba32uint storage texture [5 G][M]:
 //   texel 5g + t, t < 4: the 8 values 8t .. 8t + 7 of the group as the pairs (a, b) = (0, 2), (1, 3),
 //     (4, 6), (5, 7) (offset 8t), each the u32 q[b] + q[a] * 65536 (mod 2^32; q in two's complement);
-//   texel 5g + 4: (-8 * sum of the group's q) * 65536 as u32 (mod 2^32), the f32 bits of d, 0, 0.
+//   texel 5g + 4: (-8 * sum of the group's q) * 65536 as u32 (mod 2^32; the q4 GEMV's offset), the f32
+//     bits of d, 0, 0.
 // Bindings: 0 uniform { M, K }; 1 x storage read array<vec4<f32>>; 2 out storage rw array<u32>
 // (SWAR: texture_storage_2d<rgba32uint, write>).
 // Dispatch: (ceil(K / 32 / 64), M).

@@ -64,9 +64,10 @@ interface Case {
   residual?: boolean | 'inplace';
   /** the dot4I8Packed GEMV: the reference quantizes the activations as the kernel does */
   dot4?: boolean;
-  /** the packed-multiply GEMV (q4), likewise */
+  /** the packed-multiply (SWAR) GEMV, likewise */
   swar?: boolean;
-  /** q4 codes 7 and activation codes ±127 of one sign per group: the SWAR GEMV's largest partial sums */
+  /** weight codes of the largest magnitude (q4 7 and one -8, q8 ±127) and activation codes ±127 of one
+   * sign per group: the SWAR GEMV's largest partial sums */
   extreme?: boolean;
   /** both int8 GEMVs left to 'auto' where the device cannot run them: the float GEMV must be chosen */
   auto?: boolean;
@@ -80,8 +81,9 @@ async function check(gpu: Gpu, c: Case, expectSplit = false): Promise<number> {
   const x = randn(M * K, rand);
   const wv = randn(N * K, rand, 0.5);
   if (c.extreme) {
-    // each weight group: one value -s (code -8, n = 0), the rest 7s/8 (code 7, n = 15)
-    for (let i = 0; i < wv.length; i++) wv[i] = (i % 32 === 0 ? -1 : 0.875) * (((i / 32) | 0) % 3 === 1 ? -1 : 1);
+    // each weight group: q4 one value -s (code -8, n = 0), the rest 7s/8 (code 7, n = 15); q8 all ±127
+    const code = (i: number) => (dtype === 'q8' ? 1 : i % 32 === 0 ? -1 : 0.875);
+    for (let i = 0; i < wv.length; i++) wv[i] = code(i) * (((i / 32) | 0) % 3 === 1 ? -1 : 1);
     for (let i = 0; i < x.length; i++) x[i] = ((i / 32) | 0) % 2 ? 0.75 : -0.75;
   } else if (int8) {
     // a zero group and a group whose largest value is an exact power of two
@@ -153,17 +155,17 @@ if (software.features.dot4) {
   );
 }
 
-// packed-multiply (SWAR) q4 GEMV: N with no whole workgroup of columns (512) and with several;
-// K = 160, a partly filled scale unit; M = 3 and 5, clamped rows; M = 8, the most rows
+// packed-multiply (SWAR) GEMVs: N with no whole workgroup of columns (q4 512, q8 256) and with
+// several; K = 160, a partly filled scale unit; M = 3 and 5, clamped rows; M = 8, the most rows
 devices.push(
-  ['software (texels), SWAR', software, [
-    { M: 1, K: 4096, N: 67, dtype: 'q4', swar: true },
-    { M: 3, K: 160, N: 131, dtype: 'q4', swar: true, bias: true, scale: true, residual: 'inplace' },
-    { M: 5, K: 288, N: 1100, dtype: 'q4', swar: true, residual: true },
-    { M: 8, K: 96, N: 75, dtype: 'q4', swar: true, bias: true },
-    { M: 2, K: 256, N: 70, dtype: 'q4', swar: true, extreme: true },
-  ]],
-  ['software, subgroups of 4, SWAR', narrowSubgroups, [{ M: 2, K: 288, N: 75, dtype: 'q4', swar: true, bias: true }]],
+  ['software (texels), SWAR', software, both((dtype) => [
+    { M: 1, K: 4096, N: 67, dtype, swar: true },
+    { M: 3, K: 160, N: 131, dtype, swar: true, bias: true, scale: true, residual: 'inplace' },
+    { M: 5, K: 288, N: 1100, dtype, swar: true, residual: true },
+    { M: 8, K: 96, N: 75, dtype, swar: true, bias: true },
+    { M: 2, K: 256, N: 70, dtype, swar: true, extreme: true },
+  ])],
+  ['software, subgroups of 4, SWAR', narrowSubgroups, both((dtype) => [{ M: 2, K: 288, N: 75, dtype, swar: true, bias: true }])],
 );
 
 describe.each(devices)('quantized matmul on %s kernels', (_, gpu, cases) => {
@@ -178,12 +180,12 @@ describe('quantized weights split by rows over several bindings', () => {
     { M: 1, K: 320, N: 700, dtype: 'q8', residual: 'inplace' },
     ...(software.features.dot4 ? [{ M: 1, K: 320, N: 700, dtype: 'q4' as const, dot4: true, residual: 'inplace' as const }] : []),
   ];
-  const swarSplit: Case = { M: 2, K: 320, N: 700, dtype: 'q4', swar: true, residual: 'inplace' };
+  const swarSplit = both((dtype): Case[] => [{ M: 2, K: 320, N: 700, dtype, swar: true, residual: 'inplace' }]);
   for (const adapterClass of ['software', 'hardware'] as const) {
     it(`${adapterClass}: each part writes its own columns`, async () => {
       const gpu = await getDevice({ maxStorageBufferBindingSize: 32768, poison: true, adapterClass });
       try {
-        for (const c of adapterClass === 'software' ? [...splitCases, swarSplit] : splitCases) expect(await check(gpu, c, true), `${label(c)}, seed ${seed}`).toBeLessThanOrEqual(1e-5);
+        for (const c of adapterClass === 'software' ? [...splitCases, ...swarSplit] : splitCases) expect(await check(gpu, c, true), `${label(c)}, seed ${seed}`).toBeLessThanOrEqual(1e-5);
       } finally {
         gpu.destroy();
       }
@@ -204,10 +206,10 @@ describe('useDot4', () => {
 });
 
 describe('useSwar', () => {
-  it('only for q4 weights, with subgroups and activation texels, unless off', () => {
+  it('only for quantized weights, with subgroups and activation texels, unless off', () => {
     const sg = { subgroups: true };
     expect(useSwar('auto', sg, true, 'q4')).toBe(true);
-    expect(useSwar('auto', sg, true, 'q8')).toBe(false);
+    expect(useSwar('auto', sg, true, 'q8')).toBe(true);
     expect(useSwar('auto', sg, true, 'bf16')).toBe(false);
     expect(useSwar('auto', { subgroups: false }, true, 'q4')).toBe(false);
     expect(useSwar('auto', sg, false, 'q4')).toBe(false);
@@ -219,6 +221,7 @@ describe('rows side by side for the software GEMV', () => {
   it("a quantized weight on a texel device gets the rows one subgroup step of its GEMV reads (8 lanes x its columns), fewer where the texture is too narrow", async () => {
     // the columns per lane each GEMV variant is dispatched with (matmul's COLS define)
     expect(weightInterleave('q4', true)).toBe(8 * 8);
+    expect(weightInterleave('q8', true)).toBe(8 * 4);
     expect(weightInterleave('q4', false)).toBe(8 * gemvColumns('q4'));
     expect(weightInterleave('q8', false)).toBe(8 * gemvColumns('q8'));
     const laid = async (dtype: QuantDType, K: number, swar: 'auto' | 'off') => {
@@ -231,7 +234,8 @@ describe('rows side by side for the software GEMV', () => {
     const swar = useSwar('auto', software.features, software.texelWeights, 'q4');
     expect(await laid('q4', 256, 'auto')).toEqual([swar ? 64 : 32]);
     expect(await laid('q4', 256, 'off')).toEqual([32]);
-    expect(await laid('q8', 256, 'auto')).toEqual([16]);
+    expect(await laid('q8', 256, 'auto')).toEqual([swar ? 32 : 16]);
+    expect(await laid('q8', 256, 'off')).toEqual([16]);
     // q4 at K = 14336: 504 texels a row, 64 rows would pass a 16384-texel texture
     const max = software.device.limits.maxTextureDimension2D;
     expect(await laid('q4', 14336, 'auto')).toEqual([Math.min(swar ? 64 : 32, 2 ** Math.floor(Math.log2(max / 504)))]);

@@ -38,7 +38,7 @@ const env = (globalThis as { process?: { env: Record<string, string | undefined>
  * dot4: the dot4I8Packed GEMV for q8 / q4 weights. 'auto' uses it where the adapter has the WGSL
  * feature and it was measured faster than the float GEMV (bench/RESULTS.md); 'on' / 'off' force it
  * (tests, benchmarks; env PVC_DOT4 in Node).
- * swar: the packed-multiply q4 GEMV (useSwar); 'off' keeps the float GEMV (env PVC_SWAR).
+ * swar: the packed-multiply GEMV (useSwar); 'off' keeps the float GEMV (env PVC_SWAR).
  */
 export const matmulConfig: { dot4: 'auto' | 'on' | 'off'; swar: 'auto' | 'off' } = { dot4: mode('PVC_DOT4', env?.PVC_DOT4, ['on', 'off']), swar: mode('PVC_SWAR', env?.PVC_SWAR, ['off']) };
 
@@ -48,8 +48,10 @@ function mode<T extends string>(name: string, v: string | undefined, others: T[]
   throw new Error(`${name} must be auto or ${others.join(' or ')}; got '${v}'`);
 }
 
-/** Output columns per lane of the SWAR GEMV (bench/RESULTS.md, "Packed-multiply (SWAR) q4 GEMV"). */
-const SWAR_COLUMNS = 8;
+/** Output columns per lane of the SWAR GEMV: q4 8, q8 4 (two texel loads a group each; bench/RESULTS.md, "Packed-multiply (SWAR) q4 GEMV", "q8"). */
+export function swarColumns(dtype: 'q8' | 'q4'): number {
+  return dtype === 'q4' ? 8 : 4;
+}
 
 /**
  * Rows side by side (the texel layout's interleave, src/gpu/tensor.ts) for a quantized weight: the
@@ -59,7 +61,7 @@ const SWAR_COLUMNS = 8;
  * (bench/RESULTS.md, "One subgroup's rows side by side").
  */
 export function weightInterleave(dtype: 'q8' | 'q4', swar: boolean): number {
-  return 8 * (swar ? SWAR_COLUMNS : gemvColumns(dtype));
+  return 8 * (swar ? swarColumns(dtype) : gemvColumns(dtype));
 }
 
 /** Adapter classes on which the dot4I8Packed GEMV was measured faster than the float one. */
@@ -71,16 +73,18 @@ export function useDot4(mode: 'auto' | 'on' | 'off', features: Pick<GpuFeatures,
 }
 
 /**
- * The packed-multiply (SWAR) GEMV for q4 weights on software adapters (kernels/matmul.wgsl, SWAR):
- * int8 activations per group of 32 packed in pairs (kernels/matmul_xq8.wgsl), two 4-bit weights
- * per u32 multiply; about 2 ALU operations per weight against 5 for the float q4 GEMV. It reads its
- * activations as texels and spreads them with subgroups, so it needs both (`activationTexels`: the
- * device keeps weights as texels, i.e. reads storage textures: the software adapters). 'auto' uses
- * it wherever it runs (measured faster than the float q4 GEMV on lavapipe, bench/RESULTS.md); 'off'
- * keeps the float GEMV (tests, benchmarks; env PVC_SWAR in Node). A dot4I8Packed GEMV, where chosen, comes first.
+ * The packed-multiply (SWAR) GEMV for q8 / q4 weights on software adapters (kernels/matmul.wgsl, SWAR):
+ * int8 activations per group of 32 packed in pairs (kernels/matmul_xq8.wgsl), two weights per u32
+ * multiply; about 2 (q4) or 2.75 (q8) ALU operations per weight against 5 for the float GEMVs. It
+ * reads its activations as texels and spreads them with subgroups, so it needs both
+ * (`activationTexels`: the device keeps weights as texels, i.e. reads storage textures: the software
+ * adapters). 'auto' uses it wherever it runs (measured faster than the float GEMVs on lavapipe,
+ * bench/RESULTS.md; the int8 activations add their rounding to q8's error: docs/quantization.md);
+ * 'off' keeps the float GEMV (tests, benchmarks; env PVC_SWAR in Node). A dot4I8Packed GEMV, where
+ * chosen, comes first.
  */
 export function useSwar(mode: 'auto' | 'off', features: Pick<GpuFeatures, 'subgroups'>, activationTexels: boolean, dtype: Tensor['dtype']): boolean {
-  return dtype === 'q4' && features.subgroups && activationTexels && mode !== 'off';
+  return (dtype === 'q4' || dtype === 'q8') && features.subgroups && activationTexels && mode !== 'off';
 }
 
 /** Defines that select how the kernel reads weights of `dtype` (kernels/matmul.wgsl, kernels/quant.wgsl). */
@@ -156,7 +160,7 @@ export function matmul(rec: Recorder, x: Tensor, w: Tensor, opts: MatmulOptions 
       rec.dispatch('matmul_xq8', {}, [rec.uniform([M, K]), x, xInput], [Math.ceil(K / 32 / 64), M], `gemv int8 x ${M}x${K}`);
     } else if (software && useSwar(matmulConfig.swar, gpu.features, gpu.texelWeights, w.dtype) && K / 32 * 5 <= gpu.device.limits.maxTextureDimension2D) {
       defines.SWAR = true;
-      defines.COLS = SWAR_COLUMNS;
+      defines.COLS = swarColumns(w.dtype as 'q8' | 'q4');
       xInput = activationTexture(rec, 'rgba32uint', [(K / 32) * 5, M], `gemv int8 pairs ${M}x${K}`);
       rec.dispatch('matmul_xq8', { SWAR: true }, [rec.uniform([M, K]), x, xInput], [Math.ceil(K / 32 / 64), M], `gemv int8 pairs ${M}x${K}`);
     } else if (software) {
