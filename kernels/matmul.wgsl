@@ -472,50 +472,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
 #elif SWAR
-#if Q8
-  const_assert COLS == 4u; // u below lists 4 columns
-  var sw: array<vec4<u32>, COLS>;
-  for (; k < K; k += 32u) {
-    let g = k / 32u;
-    var a: array<XShare, ROWS>;
-    for (var r = 0u; r < ROWS; r++) { a[r] = xShare(xm[r], g, sl); }
-    let u = array<vec4<u32>, 8>(unitOf(n[0], 2u * g), unitOf(n[0], 2u * g + 1u), unitOf(n[1], 2u * g), unitOf(n[1], 2u * g + 1u),
-                                unitOf(n[2], 2u * g), unitOf(n[2], 2u * g + 1u), unitOf(n[3], 2u * g), unitOf(n[3], 2u * g + 1u));
-    if (g % 8u == 0u) {
-      for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
-    }
-    for (var r = 0u; r < ROWS; r++) {
-      let x5 = spread(a[r]);
-      let xs = array<vec4<u32>, 4>(x5[0], x5[1], x5[2], x5[3]);
-      let cs = array<vec4<u32>, 4>(x5[0] * 0x00800080u - 32768u, x5[1] * 0x00800080u - 32768u, x5[2] * 0x00800080u - 32768u, x5[3] * 0x00800080u - 32768u);
-      let dx = bitcast<f32>(x5[4].y);
-      for (var j = 0u; j < COLS; j++) {
-        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot8(xs, cs, u[2u * j], u[2u * j + 1u]));
-      }
-    }
-  }
-#else
-  const_assert COLS == 8u; // u below lists 8 columns
+  const_assert COLS * RAW_UNITS == 8u; // u below lists 8 units: q4 one of each of 8 columns, q8 two of 4
   var sw: array<vec4<u32>, COLS>;
   for (; k < K; k += 32u) {
     let g = k / 32u;
     var a: array<XShare, ROWS>;
     for (var r = 0u; r < ROWS; r++) { a[r] = xShare(xm[r], g, sl); }
     // values, not a var array: lavapipe keeps a var array in memory, each store blended with the lane mask
-    let u = array<vec4<u32>, COLS>(unitOf(n[0], g), unitOf(n[1], g), unitOf(n[2], g), unitOf(n[3], g), unitOf(n[4], g), unitOf(n[5], g), unitOf(n[6], g), unitOf(n[7], g));
+#if Q8
+    let u = array<vec4<u32>, 8>(unitOf(n[0], 2u * g), unitOf(n[0], 2u * g + 1u), unitOf(n[1], 2u * g), unitOf(n[1], 2u * g + 1u),
+                                unitOf(n[2], 2u * g), unitOf(n[2], 2u * g + 1u), unitOf(n[3], 2u * g), unitOf(n[3], 2u * g + 1u));
+#else
+    let u = array<vec4<u32>, 8>(unitOf(n[0], g), unitOf(n[1], g), unitOf(n[2], g), unitOf(n[3], g), unitOf(n[4], g), unitOf(n[5], g), unitOf(n[6], g), unitOf(n[7], g));
+#endif
     if (g % 8u == 0u) {
       for (var j = 0u; j < COLS; j++) { sw[j] = unitOf(n[j], scaleUnit(g)); }
     }
     for (var r = 0u; r < ROWS; r++) {
       let x5 = spread(a[r]);
       let xs = array<vec4<u32>, 4>(x5[0], x5[1], x5[2], x5[3]);
+#if Q8
+      let cs = array<vec4<u32>, 4>(x5[0] * 0x00800080u - 32768u, x5[1] * 0x00800080u - 32768u, x5[2] * 0x00800080u - 32768u, x5[3] * 0x00800080u - 32768u);
+#endif
       let dx = bitcast<f32>(x5[4].y);
       for (var j = 0u; j < COLS; j++) {
+#if Q8
+        acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot8(xs, cs, u[2u * j], u[2u * j + 1u]));
+#else
         acc[r][j] += scaleOf(sw[j][scaleWord(g)], g) * dx * f32(swarDot(xs, u[j], x5[4].x));
+#endif
       }
     }
   }
-#endif
 #elif SUBGROUPS
 #if WQ
   var sw: array<vec4<u32>, COLS>; // the 16-byte unit of 8 group scales of each column
