@@ -20,7 +20,8 @@ from safetensors_io import checkpoint_files, load_file, save_file, to_f32  # noq
 fmt, src, dst = sys.argv[1:4]
 os.makedirs(dst, exist_ok=True)
 for f in os.listdir(src):
-    if not f.endswith('.safetensors'):
+    # config and tokenizer files; not the engine's quantized cache (.pvc-cache/, a folder)
+    if not f.endswith('.safetensors') and os.path.isfile(os.path.join(src, f)):
         shutil.copy(os.path.join(src, f), os.path.join(dst, f))
 _, files = checkpoint_files(src)
 for path in files:
