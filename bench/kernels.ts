@@ -229,11 +229,12 @@ async function main() {
       // the GEMV rows add the int8-activation variants where the adapter runs them: packed-multiply
       // (SWAR: the default where it runs) and dot4I8Packed
       const dot4 = m <= 8 && gpu.features.dot4 && gpu.features.subgroups;
-      const swar = m <= 8 && useSwar('auto', gpu.features, gpu.texelWeights, 'q4') && useSwar('auto', gpu.features, gpu.texelWeights, 'q8');
+      const swar = (dtype: QuantDType) => m <= 8 && useSwar('auto', gpu.features, gpu.texelWeights, dtype);
       const modes = { ...matmulConfig };
       const off = { dot4: 'off', swar: 'off' } as const;
       const variants: [string, Tensor, typeof matmulConfig][] = [['bf16', await randomBf16(gpu, [n, k], name), off], ['q8', q8, off], ['q4', q4, off]];
-      if (swar) variants.push(['q8 swar', q8, { dot4: 'off', swar: 'auto' }], ['q4 swar', q4, { dot4: 'off', swar: 'auto' }]);
+      if (swar('q8')) variants.push(['q8 swar', q8, { dot4: 'off', swar: 'auto' }]);
+      if (swar('q4')) variants.push(['q4 swar', q4, { dot4: 'off', swar: 'auto' }]);
       if (dot4) variants.push(['q8 dot4', q8, { ...off, dot4: 'on' }], ['q4 dot4', q4, { ...off, dot4: 'on' }]);
       const dtypes = variants.map(([d]) => d);
       // rounds of one run each, so that the host's load drifts over all variants alike; besides wall

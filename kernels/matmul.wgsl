@@ -383,6 +383,8 @@ fn swarDot(xs: array<vec4<u32>, 4>, u: vec4<u32>, c: u32) -> i32 {
 // (as an integer), and W X = L + D * 65536 (mod 2^32), D = q_a x_a + q_b x_b (|D| <= 2 * 127 * 127 = 32258),
 // L = q_a x_b (|L| <= 16129): as i32, W X + 32768 is exact and >> 16 gives D. N X - cs, with
 // cs = X * 0x00800080 - 32768 (once per group), is that W X + 32768: a subtraction instead of two.
+// cs for a texel of activation pairs X.
+fn swarOffset(x: vec4<u32>) -> vec4<u32> { return x * 0x00800080u - 32768u; }
 fn swarDot8(xs: array<vec4<u32>, 4>, cs: array<vec4<u32>, 4>, u0: vec4<u32>, u1: vec4<u32>) -> i32 {
   var s = vec4<i32>(0);
   let words = array<vec4<u32>, 4>(u0.xxyy, u0.zzww, u1.xxyy, u1.zzww);
@@ -492,7 +494,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let x5 = spread(a[r]);
       let xs = array<vec4<u32>, 4>(x5[0], x5[1], x5[2], x5[3]);
 #if Q8
-      let cs = array<vec4<u32>, 4>(x5[0] * 0x00800080u - 32768u, x5[1] * 0x00800080u - 32768u, x5[2] * 0x00800080u - 32768u, x5[3] * 0x00800080u - 32768u);
+      let cs = array<vec4<u32>, 4>(swarOffset(x5[0]), swarOffset(x5[1]), swarOffset(x5[2]), swarOffset(x5[3]));
 #endif
       let dx = bitcast<f32>(x5[4].y);
       for (var j = 0u; j < COLS; j++) {

@@ -48,7 +48,7 @@ function mode<T extends string>(name: string, v: string | undefined, others: T[]
   throw new Error(`${name} must be auto or ${others.join(' or ')}; got '${v}'`);
 }
 
-/** Output columns per lane of the SWAR GEMV: q4 8, q8 4 (two texel loads a group each; bench/RESULTS.md, "Packed-multiply (SWAR) q4 GEMV", "q8"). */
+/** Output columns per lane of the SWAR GEMV: q4 8, q8 4 (its two texel loads a group per column; bench/RESULTS.md, "Packed-multiply q8 GEMV"). */
 export function swarColumns(dtype: 'q8' | 'q4'): number {
   return dtype === 'q4' ? 8 : 4;
 }
